@@ -1,0 +1,392 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+
+enum opt_type { OPT_STR, OPT_INT, OPT_LONG, OPT_AUTH, OPT_SUBSCRIBE, OPT_LOGLEVEL };
+enum opt_check { CHK_NONE, CHK_BIND, CHK_PATH, CHK_PREFIX, CHK_PREFIX_OR_EMPTY, CHK_TOKEN, CHK_NONEMPTY };
+
+struct opt {
+  const char *name;
+  enum opt_type type;
+  size_t offset;
+  long min, max;
+  enum opt_check check;
+  int daemon_only;
+  const char *def; /* default, as it would be written in a config file */
+};
+
+#define F(field) offsetof(struct sb_config, field)
+
+static const struct opt opts[] = {
+  {"http_bind", OPT_STR, F(http_bind), 0, 0, CHK_BIND, 0, "127.0.0.1"},
+  {"http_port", OPT_INT, F(http_port), 0, 65535, CHK_NONE, 0, "8080"},
+  {"sse_path", OPT_STR, F(sse_path), 0, 0, CHK_PATH, 0, "/api/sse"},
+  {"web_root", OPT_STR, F(web_root), 0, 0, CHK_NONE, 0, ""},
+  {"cors_origins", OPT_STR, F(cors_origins), 0, 0, CHK_NONE, 0, ""},
+  {"topic_prefix", OPT_STR, F(topic_prefix), 0, 0, CHK_PREFIX, 0, "sync"},
+  {"heartbeat_interval", OPT_INT, F(heartbeat_interval), 1, 3600, CHK_NONE, 0, "25"},
+  {"retry_ms", OPT_INT, F(retry_ms), 0, 3600000, CHK_NONE, 0, "1000"},
+  {"max_connections", OPT_INT, F(max_connections), 1, 1000000, CHK_NONE, 0, "10000"},
+  {"max_connections_per_user", OPT_INT, F(max_connections_per_user), 1, 1000000, CHK_NONE, 0, "64"},
+  {"max_event_bytes", OPT_LONG, F(max_event_bytes), 64, 16L * 1024 * 1024, CHK_NONE, 0, "65536"},
+  {"max_queue_bytes", OPT_LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, CHK_NONE, 0, "1048576"},
+  {"replay_buffer", OPT_INT, F(replay_buffer), 0, 1000000, CHK_NONE, 0, "256"},
+  {"presence_prefix", OPT_STR, F(presence_prefix), 0, 0, CHK_PREFIX_OR_EMPTY, 0, ""},
+  {"log_level", OPT_LOGLEVEL, F(log_level), 0, 0, CHK_NONE, 0, "info"},
+  {"auth", OPT_AUTH, F(auth), 0, 0, CHK_NONE, 0, "jwt"},
+  {"jwt_secret", OPT_STR, F(jwt_secret), 0, 0, CHK_NONE, 0, ""},
+  {"jwt_secret_file", OPT_STR, F(jwt_secret_file), 0, 0, CHK_NONE, 0, ""},
+  {"jwt_public_key_file", OPT_STR, F(jwt_public_key_file), 0, 0, CHK_NONE, 0, ""},
+  {"jwt_audience", OPT_STR, F(jwt_audience), 0, 0, CHK_NONE, 0, ""},
+  {"jwt_issuer", OPT_STR, F(jwt_issuer), 0, 0, CHK_NONE, 0, ""},
+  {"jwt_user_claim", OPT_STR, F(jwt_user_claim), 0, 0, CHK_NONEMPTY, 0, "sub"},
+  {"jwt_cookie", OPT_STR, F(jwt_cookie), 0, 0, CHK_TOKEN, 0, "sse_token"},
+  {"jwt_leeway", OPT_INT, F(jwt_leeway), 0, 3600, CHK_NONE, 0, "0"},
+  {"mqtt_host", OPT_STR, F(mqtt_host), 0, 0, CHK_NONEMPTY, 1, "localhost"},
+  {"mqtt_port", OPT_INT, F(mqtt_port), 1, 65535, CHK_NONE, 1, "1883"},
+  {"mqtt_username", OPT_STR, F(mqtt_username), 0, 0, CHK_NONE, 1, ""},
+  {"mqtt_password", OPT_STR, F(mqtt_password), 0, 0, CHK_NONE, 1, ""},
+  {"mqtt_client_id", OPT_STR, F(mqtt_client_id), 0, 0, CHK_NONE, 1, ""},
+  {"mqtt_qos", OPT_INT, F(mqtt_qos), 0, 2, CHK_NONE, 1, "1"},
+  {"mqtt_cafile", OPT_STR, F(mqtt_cafile), 0, 0, CHK_NONE, 1, ""},
+  {"mqtt_certfile", OPT_STR, F(mqtt_certfile), 0, 0, CHK_NONE, 1, ""},
+  {"mqtt_keyfile", OPT_STR, F(mqtt_keyfile), 0, 0, CHK_NONE, 1, ""},
+  {"subscribe_mode", OPT_SUBSCRIBE, F(subscribe_mode), 0, 0, CHK_NONE, 1, "wildcard"},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const struct opt *find_opt(const char *name)
+{
+  for (size_t i = 0; i < NOPTS; i++)
+    if (strcmp(opts[i].name, name) == 0)
+      return &opts[i];
+  return NULL;
+}
+
+static char **str_field(struct sb_config *cfg, const struct opt *o)
+{
+  return (char **)((char *)cfg + o->offset);
+}
+
+int sb_config_is_option(enum sb_form form, const char *name)
+{
+  const struct opt *o = find_opt(name);
+  return o && (form == SB_FORM_DAEMON || !o->daemon_only);
+}
+
+static int valid_prefix(const char *s)
+{
+  size_t n = strlen(s);
+
+  if (n == 0 || n > 200 || s[0] == '/' || s[n - 1] == '/' || strstr(s, "//"))
+    return 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f || *p == '+' || *p == '#')
+      return 0;
+  return 1;
+}
+
+static int valid_token(const char *s)
+{
+  if (!*s)
+    return 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (!isalnum(*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+      return 0;
+  return 1;
+}
+
+static int check_value(const struct opt *o, const char *v, char *err)
+{
+  unsigned char addr[16];
+
+  switch (o->check) {
+  case CHK_BIND:
+    if (inet_pton(AF_INET, v, addr) == 1 || inet_pton(AF_INET6, v, addr) == 1)
+      return 0;
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
+    return SB_EINVAL;
+  case CHK_PATH:
+    if (v[0] == '/' && !strpbrk(v, "?# \t") && strlen(v) < 200)
+      return 0;
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be a path starting with '/'", o->name, v);
+    return SB_EINVAL;
+  case CHK_PREFIX_OR_EMPTY:
+    if (!*v)
+      return 0;
+    /* fall through */
+  case CHK_PREFIX:
+    if (valid_prefix(v))
+      return 0;
+    snprintf(err, SB_CONFIG_ERR_SIZE,
+             "%s: '%.64s' must be a topic without wildcards, empty levels or a leading or trailing '/'",
+             o->name, v);
+    return SB_EINVAL;
+  case CHK_TOKEN:
+    if (valid_token(v))
+      return 0;
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not a valid cookie name", o->name, v);
+    return SB_EINVAL;
+  case CHK_NONEMPTY:
+    if (*v)
+      return 0;
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: must not be empty", o->name);
+    return SB_EINVAL;
+  case CHK_NONE:
+    return 0;
+  }
+  return 0;
+}
+
+static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, char *err)
+{
+  char *end;
+  long n;
+  int lvl;
+
+  switch (o->type) {
+  case OPT_STR: {
+    char *copy;
+    if (check_value(o, v, err))
+      return SB_EINVAL;
+    if (!(copy = strdup(v)))
+      return SB_ENOMEM;
+    free(*str_field(cfg, o));
+    *str_field(cfg, o) = copy;
+    return 0;
+  }
+  case OPT_INT:
+  case OPT_LONG:
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < o->min || n > o->max) {
+      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not a whole number from %ld to %ld", o->name,
+               v, o->min, o->max);
+      return SB_EINVAL;
+    }
+    if (o->type == OPT_INT)
+      *(int *)((char *)cfg + o->offset) = (int)n;
+    else
+      *(long *)((char *)cfg + o->offset) = n;
+    return 0;
+  case OPT_AUTH:
+    if (strcmp(v, "jwt") == 0)
+      cfg->auth = SB_AUTH_JWT;
+    else if (strcmp(v, "none") == 0)
+      cfg->auth = SB_AUTH_NONE;
+    else {
+      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'jwt' or 'none'", o->name, v);
+      return SB_EINVAL;
+    }
+    return 0;
+  case OPT_SUBSCRIBE:
+    if (strcmp(v, "wildcard") == 0) {
+      cfg->subscribe_mode = SB_SUBSCRIBE_WILDCARD;
+      return 0;
+    }
+    if (strcmp(v, "per_user") == 0)
+      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: 'per_user' is not supported by this version", o->name);
+    else
+      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
+    return SB_EINVAL;
+  case OPT_LOGLEVEL:
+    if ((lvl = sb_log_level_parse(v)) < 0) {
+      snprintf(err, SB_CONFIG_ERR_SIZE,
+               "%s: '%.64s' must be one of debug, info, notice, warning, error", o->name, v);
+      return SB_EINVAL;
+    }
+    cfg->log_level = lvl;
+    return 0;
+  }
+  return SB_EINVAL;
+}
+
+int sb_config_init(struct sb_config *cfg)
+{
+  char err[SB_CONFIG_ERR_SIZE];
+
+  memset(cfg, 0, sizeof(*cfg));
+  for (size_t i = 0; i < NOPTS; i++)
+    if (set_opt(cfg, &opts[i], opts[i].def, err)) {
+      sb_config_free(cfg);
+      return SB_ENOMEM;
+    }
+  return 0;
+}
+
+void sb_config_free(struct sb_config *cfg)
+{
+  if (!cfg)
+    return;
+  for (size_t i = 0; i < NOPTS; i++)
+    if (opts[i].type == OPT_STR) {
+      free(*str_field(cfg, &opts[i]));
+      *str_field(cfg, &opts[i]) = NULL;
+    }
+}
+
+int sb_config_copy(struct sb_config *dst, const struct sb_config *src)
+{
+  *dst = *src;
+  for (size_t i = 0; i < NOPTS; i++)
+    if (opts[i].type == OPT_STR)
+      *str_field(dst, &opts[i]) = NULL;
+  for (size_t i = 0; i < NOPTS; i++) {
+    if (opts[i].type != OPT_STR)
+      continue;
+    const char *s = *str_field((struct sb_config *)src, &opts[i]);
+    if (s && !(*str_field(dst, &opts[i]) = strdup(s))) {
+      sb_config_free(dst);
+      return SB_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+int sb_config_set(struct sb_config *cfg, enum sb_form form, const char *key, const char *value,
+                  char *err)
+{
+  const struct opt *o = find_opt(key);
+
+  if (!o) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%.64s: unknown option", key);
+    return SB_EINVAL;
+  }
+  if (o->daemon_only && form == SB_FORM_PLUGIN) {
+    snprintf(err, SB_CONFIG_ERR_SIZE,
+             "%s: is an option of the daemon only; the plugin uses the broker it runs in", key);
+    return SB_EINVAL;
+  }
+  if (!value) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: needs a value", key);
+    return SB_EINVAL;
+  }
+  return set_opt(cfg, o, value, err);
+}
+
+int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, char *err)
+{
+  char key[64];
+  const char *p = line, *k, *v, *end;
+  size_t klen;
+  char *value;
+  int rc;
+
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p == '\0' || *p == '#' || *p == '\n' || *p == '\r')
+    return 0;
+  k = p;
+  while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+    p++;
+  klen = (size_t)(p - k);
+  if (klen >= sizeof(key)) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%.32s...: unknown option", k);
+    return SB_EINVAL;
+  }
+  memcpy(key, k, klen);
+  key[klen] = '\0';
+  while (*p == ' ' || *p == '\t')
+    p++;
+  v = p;
+  end = v + strlen(v);
+  while (end > v && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  if (!(value = strndup(v, (size_t)(end - v))))
+    return SB_ENOMEM;
+  rc = sb_config_set(cfg, form, key, value, err);
+  free(value);
+  return rc;
+}
+
+int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, char *err)
+{
+  FILE *f = fopen(path, "r");
+  char line[4096], inner[SB_CONFIG_ERR_SIZE];
+  int lineno = 0, rc = 0;
+
+  if (!f) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot open config file %.128s: %s", path, strerror(errno));
+    return SB_EIO;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    lineno++;
+    if ((rc = sb_config_line(cfg, form, line, inner)) != 0) {
+      snprintf(err, SB_CONFIG_ERR_SIZE, "%.80s:%d: %.140s", path, lineno, inner);
+      break;
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
+static int read_secret_file(struct sb_config *cfg, char *err)
+{
+  FILE *f = fopen(cfg->jwt_secret_file, "rb");
+  char buf[4097];
+  size_t n;
+
+  if (!f) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: cannot open %.128s: %s",
+             cfg->jwt_secret_file, strerror(errno));
+    return SB_EIO;
+  }
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    buf[--n] = '\0';
+  if (n == 0 || strlen(buf) != n) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: %.128s is empty or not text",
+             cfg->jwt_secret_file);
+    return SB_EINVAL;
+  }
+  free(cfg->jwt_secret);
+  if (!(cfg->jwt_secret = strdup(buf)))
+    return SB_ENOMEM;
+  return 0;
+}
+
+int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
+{
+  (void)form;
+  if (*cfg->jwt_secret && *cfg->jwt_secret_file) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: give either jwt_secret or jwt_secret_file");
+    return SB_EINVAL;
+  }
+  if (*cfg->jwt_secret_file) {
+    int rc = read_secret_file(cfg, err);
+    if (rc)
+      return rc;
+  }
+  if ((*cfg->jwt_secret) && *cfg->jwt_public_key_file) {
+    snprintf(err, SB_CONFIG_ERR_SIZE,
+             "jwt_public_key_file: give either a shared secret or a public key, not both");
+    return SB_EINVAL;
+  }
+  if (cfg->auth == SB_AUTH_JWT && !*cfg->jwt_secret && !*cfg->jwt_public_key_file) {
+    snprintf(err, SB_CONFIG_ERR_SIZE,
+             "auth: jwt needs jwt_secret, jwt_secret_file or jwt_public_key_file "
+             "(or set 'auth none' for development)");
+    return SB_EINVAL;
+  }
+  if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: mqtt_certfile and mqtt_keyfile go together",
+             *cfg->mqtt_certfile ? "mqtt_keyfile" : "mqtt_certfile");
+    return SB_EINVAL;
+  }
+  if (*cfg->mqtt_certfile && !*cfg->mqtt_cafile) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_cafile: a client certificate needs mqtt_cafile (TLS)");
+    return SB_EINVAL;
+  }
+  return 0;
+}

@@ -1,0 +1,80 @@
+/* event.h: parses, checks and normalises one SSEEvent from an MQTT message.
+ *
+ * The topic is authoritative for user and channel. A valid event comes out
+ * with channel and timestamp filled in and serialised once as compact,
+ * one-line JSON, ready to be framed. Pure: the caller passes the time. */
+#ifndef SB_EVENT_H
+#define SB_EVENT_H
+
+#include <stddef.h>
+#include <time.h>
+
+/* Longest id, sourceDeviceId or targetDeviceId accepted, in bytes. */
+#define SB_EVENT_ID_MAX 128
+
+/* Why a message was dropped; each is a label of the dropped counter. */
+#define SB_DROP_MAP(XX)                                   \
+  XX(BAD_TOPIC, "bad_topic")                              \
+  XX(TOO_LARGE, "too_large")                              \
+  XX(NOT_JSON, "not_json")                                \
+  XX(NOT_OBJECT, "not_object")                            \
+  XX(MISSING_TYPE, "missing_type")                        \
+  XX(BAD_TYPE, "bad_type")                                \
+  XX(MISSING_PAYLOAD, "missing_payload")                  \
+  XX(BAD_FIELD, "bad_field")                              \
+  XX(CHANNEL_MISMATCH, "channel_mismatch")                \
+  XX(BAD_TIMESTAMP, "bad_timestamp")                      \
+  XX(BAD_ID, "bad_id")
+
+enum sb_drop {
+  SB_DROP_NONE = 0,
+#define SB__DROP_ENUM(name, label) SB_DROP_##name,
+  SB_DROP_MAP(SB__DROP_ENUM)
+#undef SB__DROP_ENUM
+  SB_DROP_COUNT
+};
+
+struct sb_event_rules {
+  const char *topic_prefix;
+  size_t max_event_bytes;
+  struct timespec now; /* time of receipt, for a missing timestamp */
+};
+
+/* A parsed event. Every string is owned by the event; sb_event_clear() frees. */
+struct sb_event {
+  char *user;
+  char *channel;
+  char *id;     /* the publisher's id, or NULL: the caller assigns one */
+  char *source; /* sourceDeviceId or NULL */
+  char *target; /* targetDeviceId or NULL */
+  char *json;   /* compact JSON of the whole event */
+  size_t json_len;
+};
+
+/* Why an event was refused: a reason for the counter and a line for the log. */
+struct sb_event_error {
+  enum sb_drop reason;
+  char text[160];
+};
+
+/* Parses payload (len bytes) published on topic (topic_len bytes). Returns 0
+ * and fills ev, or SB_EINVAL and fills why (ev then holds nothing), or
+ * SB_ENOMEM. Pure; any thread. */
+int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t topic_len,
+                   const void *payload, size_t len, struct sb_event *ev,
+                   struct sb_event_error *why);
+
+/* Frees the strings of ev and zeroes it. NULL-safe. */
+void sb_event_clear(struct sb_event *ev);
+
+/* Returns the counter label of a drop reason ("not_json"...). Pure. */
+const char *sb_drop_label(enum sb_drop reason);
+
+/* Writes an ISO 8601 UTC time with milliseconds ("2026-11-25T10:52:32.123Z",
+ * 25 bytes with the NUL) into out. Pure. */
+void sb_event_format_time(struct timespec t, char out[32]);
+
+/* Returns 1 if s looks like an ISO 8601 date or date-time. Pure. */
+int sb_event_valid_timestamp(const char *s);
+
+#endif

@@ -1,0 +1,474 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "err.h"
+#include "event.h"
+#include "sse.h"
+
+#define STREAM_BLOCK 8192
+#define CONN_MEMORY_LIMIT (32 * 1024)
+#define REQUEST_TIMEOUT_S 30
+#define DEVICE_ID_MAX 128
+
+struct sb__http {
+  struct sb__http_env env;
+  struct MHD_Daemon *d;
+  int port;
+  int quiesced;
+};
+
+/* One SSE response: the hub's connection and the libmicrohttpd connection
+ * that carries it. Freed by libmicrohttpd's free callback of the response. */
+struct stream {
+  struct sb__http *h;
+  struct MHD_Connection *mc;
+  struct sb_conn *conn;
+  int suspended;
+};
+
+static long long now_ms(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- answers -------------------------------------------------------------- */
+
+static void cors_headers(struct sb__http *h, struct MHD_Connection *mc, struct MHD_Response *r)
+{
+  const char *origin = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Origin");
+  const char *list = h->env.cfg->cors_origins;
+  size_t olen;
+
+  if (!origin || !*list)
+    return;
+  olen = strlen(origin);
+  for (const char *p = list; *p;) {
+    size_t n;
+    while (*p == ' ' || *p == ',')
+      p++;
+    n = strcspn(p, " ,");
+    if (n == 1 && *p == '*') {
+      MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+      return;
+    }
+    if (n && n == olen && memcmp(p, origin, n) == 0) {
+      MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+      MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
+      MHD_add_response_header(r, "Vary", "Origin");
+      return;
+    }
+    p += n;
+  }
+}
+
+static enum MHD_Result answer(struct sb__http *h, struct MHD_Connection *mc, unsigned status,
+                              const char *type, const char *body, size_t len,
+                              const char *hname, const char *hvalue)
+{
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  enum MHD_Result ok;
+
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  if (hname)
+    MHD_add_response_header(r, hname, hvalue);
+  cors_headers(h, mc, r);
+  ok = MHD_queue_response(mc, status, r);
+  MHD_destroy_response(r);
+  if (status >= 400)
+    sb_metrics_http_error(h->env.metrics, (int)status);
+  return ok;
+}
+
+/* An error answer: {"error": "<code>", "message": "<why>"}. */
+static enum MHD_Result fail(struct sb__http *h, struct MHD_Connection *mc, unsigned status,
+                            const char *code, const char *why, const char *hname,
+                            const char *hvalue)
+{
+  json_t *j = json_pack("{s:s, s:s}", "error", code, "message", why);
+  char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  char line[512];
+  enum MHD_Result ok;
+
+  json_decref(j);
+  snprintf(line, sizeof(line), "%s\n", body ? body : "{}");
+  free(body);
+  ok = answer(h, mc, status, "application/json", line, strlen(line), hname, hvalue);
+  return ok;
+}
+
+/* ---- the SSE stream ------------------------------------------------------- */
+
+static void stream_wake(void *ctx)
+{
+  struct stream *s = ctx;
+  if (s->suspended) {
+    s->suspended = 0;
+    MHD_resume_connection(s->mc);
+  }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+  struct stream *s = cls;
+  int state = sb_conn_state(s->conn);
+  size_t n;
+
+  (void)pos;
+  if (state == SB_CONN_CUT)
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  if ((n = sb_conn_read(s->conn, buf, max)) > 0)
+    return (ssize_t)n;
+  if (state == SB_CONN_CLOSING)
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  sb_conn_wait(s->conn);
+  s->suspended = 1;
+  MHD_suspend_connection(s->mc);
+  return 0;
+}
+
+static void stream_free(void *cls)
+{
+  struct stream *s = cls;
+  sb_hub_unregister(s->h->env.hub, s->conn);
+  free(s);
+}
+
+static int valid_device(const char *s)
+{
+  size_t n = s ? strlen(s) : 0;
+  if (n < 1 || n > DEVICE_ID_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == ':' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *mc)
+{
+  const struct sb_config *cfg = h->env.cfg;
+  const char *device = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "deviceId");
+  const char *last = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Last-Event-ID");
+  struct sb_auth_request req = {
+    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+    MHD_lookup_connection_value(mc, MHD_COOKIE_KIND, cfg->jwt_cookie),
+    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "token"),
+    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "userId"),
+  };
+  char *user = NULL, www[256], retry_after[16];
+  const char *reason;
+  struct stream *s;
+  struct MHD_Response *r;
+  enum MHD_Result ok;
+  int rc;
+
+  if (!device)
+    return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request", "deviceId query parameter is missing",
+                NULL, NULL);
+  if (!valid_device(device))
+    return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
+                "deviceId must be 1 to 128 characters of A-Z a-z 0-9 . _ : -", NULL, NULL);
+  if (!last || !*last)
+    last = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "lastEventId");
+  if (last && *last && !sb_sse_valid_id(last, strlen(last), SB_EVENT_ID_MAX))
+    return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
+                "Last-Event-ID must be at most 128 characters without control characters", NULL,
+                NULL);
+  if (sb_auth_check(h->env.auth, &req, time(NULL), &user, &reason)) {
+    snprintf(www, sizeof(www), "Bearer realm=\"mqtt-sse-bridge\", error=\"invalid_token\", "
+                               "error_description=\"%s\"", reason);
+    return fail(h, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized", reason, "WWW-Authenticate", www);
+  }
+  if (!(s = calloc(1, sizeof(*s)))) {
+    free(user);
+    return MHD_NO;
+  }
+  s->h = h;
+  s->mc = mc;
+  rc = sb_hub_register(h->env.hub, user, device, last, now_ms(), stream_wake, s, &s->conn);
+  free(user);
+  if (rc) {
+    free(s);
+    snprintf(retry_after, sizeof(retry_after), "%d", cfg->retry_ms / 1000 + 1);
+    if (rc == SB_ELIMIT || rc == SB_EUSERLIMIT)
+      return fail(h, mc, MHD_HTTP_SERVICE_UNAVAILABLE, "too_many_connections",
+                  rc == SB_ELIMIT ? "the bridge holds max_connections streams"
+                                  : "this user holds max_connections_per_user streams",
+                  "Retry-After", retry_after);
+    return fail(h, mc, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", sb_strerror(rc), "Retry-After",
+                retry_after);
+  }
+  r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, s,
+                                        stream_free);
+  if (!r) {
+    sb_hub_unregister(h->env.hub, s->conn);
+    free(s);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", "text/event-stream");
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  MHD_add_response_header(r, "X-Accel-Buffering", "no");
+  cors_headers(h, mc, r);
+  /* A stream is idle by design; it is suspended while its queue is empty,
+   * and a client that stops reading is cut by max_queue_bytes. */
+  MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
+  ok = MHD_queue_response(mc, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+/* ---- other endpoints ------------------------------------------------------ */
+
+static enum MHD_Result serve_health(struct sb__http *h, struct MHD_Connection *mc)
+{
+  struct sb_metrics_gauges g;
+  char body[256];
+  int up = atomic_load(&h->env.metrics->mqtt_connected);
+
+  sb_hub_gauges(h->env.hub, &g);
+  snprintf(body, sizeof(body),
+           "{\"status\":\"%s\",\"mqtt\":\"%s\",\"connections\":%zu,\"users\":%zu}\n",
+           up ? "ok" : "unavailable", up ? "connected" : "disconnected", g.connections, g.users);
+  return answer(h, mc, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
+                strlen(body), NULL, NULL);
+}
+
+static enum MHD_Result serve_metrics(struct sb__http *h, struct MHD_Connection *mc)
+{
+  struct sb_metrics_gauges g;
+  char body[8192];
+  int n;
+
+  sb_hub_gauges(h->env.hub, &g);
+  if ((n = sb_metrics_render(h->env.metrics, &g, body, sizeof(body))) < 0)
+    return MHD_NO;
+  return answer(h, mc, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, (size_t)n,
+                NULL, NULL);
+}
+
+static const char *content_type(const char *name)
+{
+  const char *dot = strrchr(name, '.');
+  if (!dot)
+    return "application/octet-stream";
+  if (!strcmp(dot, ".html"))
+    return "text/html; charset=utf-8";
+  if (!strcmp(dot, ".js") || !strcmp(dot, ".mjs"))
+    return "text/javascript; charset=utf-8";
+  if (!strcmp(dot, ".css"))
+    return "text/css; charset=utf-8";
+  if (!strcmp(dot, ".json"))
+    return "application/json";
+  if (!strcmp(dot, ".svg"))
+    return "image/svg+xml";
+  if (!strcmp(dot, ".png"))
+    return "image/png";
+  if (!strcmp(dot, ".ico"))
+    return "image/x-icon";
+  return "application/octet-stream";
+}
+
+/* Serves a file directly inside web_root; "/" is index.html. Names are
+ * limited to [A-Za-z0-9._-] not starting with a dot, so no path escapes. */
+static enum MHD_Result serve_static(struct sb__http *h, struct MHD_Connection *mc, const char *url)
+{
+  const char *root = h->env.cfg->web_root, *name = url + 1;
+  char path[1024];
+  struct stat st;
+  struct MHD_Response *r;
+  enum MHD_Result ok;
+  int fd;
+
+  if (!*name)
+    name = "index.html";
+  if (!*root || name[0] == '.' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                               "0123456789._-") != strlen(name))
+    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
+  snprintf(path, sizeof(path), "%s/%s", root, name);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      !(r = MHD_create_response_from_fd((uint64_t)st.st_size, fd))) {
+    close(fd);
+    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
+  }
+  MHD_add_response_header(r, "Content-Type", content_type(name));
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  ok = MHD_queue_response(mc, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+static enum MHD_Result preflight(struct sb__http *h, struct MHD_Connection *mc)
+{
+  struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  enum MHD_Result ok;
+
+  if (!r)
+    return MHD_NO;
+  cors_headers(h, mc, r);
+  MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                          "Authorization, Content-Type, Last-Event-ID");
+  MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+  ok = MHD_queue_response(mc, MHD_HTTP_NO_CONTENT, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+  struct sb__http *h = cls;
+  int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+  int options = strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
+
+  (void)version;
+  (void)upload_data;
+  if (*con_cls == NULL) {
+    /* Answer on the first call, once the headers are in. A request body, if
+     * any, is not read: libmicrohttpd closes such a connection after the
+     * answer. */
+    *con_cls = h;
+  } else if (*upload_data_size) {
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+
+  if (strcmp(url, h->env.cfg->sse_path) == 0) {
+    if (get)
+      return serve_stream(h, mc);
+    if (options)
+      return preflight(h, mc);
+    return fail(h, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                "the SSE endpoint answers GET (and OPTIONS)", "Allow", "GET, OPTIONS");
+  }
+  if (options)
+    return preflight(h, mc);
+  if (!get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    return fail(h, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "this resource answers GET",
+                "Allow", "GET, HEAD, OPTIONS");
+  if (strcmp(url, "/healthz") == 0)
+    return serve_health(h, mc);
+  if (strcmp(url, "/metrics") == 0)
+    return serve_metrics(h, mc);
+  return serve_static(h, mc, url);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+  struct sb__http *h = cls;
+  char line[512];
+  size_t n;
+
+  vsnprintf(line, sizeof(line), fmt, ap);
+  n = strlen(line);
+  while (n && line[n - 1] == '\n')
+    line[--n] = '\0';
+  SB_LOG(h->env.log, SB_LOG_DEBUG, "[HTTP] %s", line);
+}
+
+struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
+{
+  struct sb__http *h = calloc(1, sizeof(*h));
+  struct sockaddr_storage ss;
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  const union MHD_DaemonInfo *info;
+
+  if (!h) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    return NULL;
+  }
+  h->env = *env;
+  memset(&ss, 0, sizeof(ss));
+  if (inet_pton(AF_INET, env->cfg->http_bind, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+    ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)env->cfg->http_port);
+  } else {
+    inet_pton(AF_INET6, env->cfg->http_bind, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+    ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)env->cfg->http_port);
+    flags |= MHD_USE_IPv6;
+  }
+  h->d = MHD_start_daemon(
+      flags, (uint16_t)env->cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)REQUEST_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned int)(env->cfg->max_connections + 256), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+  if (!h->d) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "http_port: cannot listen on %s:%d (in use or not permitted)",
+             env->cfg->http_bind, env->cfg->http_port);
+    free(h);
+    return NULL;
+  }
+  info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  h->port = info ? info->port : env->cfg->http_port;
+  return h;
+}
+
+int sb__http_fd(const struct sb__http *h)
+{
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+  return info ? info->epoll_fd : -1;
+}
+
+int sb__http_port(const struct sb__http *h)
+{
+  return h->port;
+}
+
+void sb__http_run(struct sb__http *h)
+{
+  MHD_run(h->d);
+}
+
+long long sb__http_timeout(struct sb__http *h)
+{
+  MHD_UNSIGNED_LONG_LONG t;
+  if (MHD_get_timeout(h->d, &t) != MHD_YES)
+    return -1;
+  return (long long)t;
+}
+
+void sb__http_quiesce(struct sb__http *h)
+{
+  MHD_socket fd;
+  if (h->quiesced)
+    return;
+  h->quiesced = 1;
+  fd = MHD_quiesce_daemon(h->d);
+  if (fd != MHD_INVALID_SOCKET)
+    close(fd);
+}
+
+void sb__http_stop(struct sb__http *h)
+{
+  if (!h)
+    return;
+  MHD_stop_daemon(h->d);
+  free(h);
+}

@@ -1,0 +1,51 @@
+/* http.h: the libmicrohttpd adapter (internal to the server).
+ *
+ * Routes requests (the SSE stream, /healthz, /metrics, static files) and
+ * turns hub connections into streaming responses that are suspended while
+ * their queue is empty and resumed when the hub wakes them. Runs in
+ * libmicrohttpd's external-epoll mode: every function here is called on the
+ * server's loop thread, which also owns the hub. */
+#ifndef SB_HTTP_H
+#define SB_HTTP_H
+
+#include "auth.h"
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+#include "metrics.h"
+
+struct sb__http;
+
+/* What the HTTP side borrows from the server; all must outlive it. */
+struct sb__http_env {
+  const struct sb_config *cfg;
+  struct sb_hub *hub;
+  const struct sb_auth *auth;
+  struct sb_metrics *metrics;
+  const struct sb_log *log;
+};
+
+/* Binds and returns the HTTP side, or NULL with err (SB_CONFIG_ERR_SIZE). */
+struct sb__http *sb__http_start(const struct sb__http_env *env, char *err);
+
+/* Returns the epoll fd to watch for readability, then call sb__http_run(). */
+int sb__http_fd(const struct sb__http *h);
+
+/* Returns the bound port. */
+int sb__http_port(const struct sb__http *h);
+
+/* Lets libmicrohttpd do its work. Never blocks. */
+void sb__http_run(struct sb__http *h);
+
+/* Returns the longest the loop may sleep before sb__http_run(), in ms (-1:
+ * no limit). */
+long long sb__http_timeout(struct sb__http *h);
+
+/* Stops accepting new connections (the streams go on). */
+void sb__http_quiesce(struct sb__http *h);
+
+/* Stops the daemon and frees h; call only once every stream has ended (the
+ * hub holds no connection), or streams are cut. NULL-safe. */
+void sb__http_stop(struct sb__http *h);
+
+#endif

@@ -1,0 +1,126 @@
+/* hub.h: who is connected, and what each connection has still to receive.
+ *
+ * The hub keeps users, their devices and each device's connections (several
+ * tabs may share a device id), a replay buffer of recent events per user, a
+ * bounded byte queue per connection, and the heartbeat schedule. It is the
+ * in-app hub's register / unregister / broadcast / sendToDevice / heartbeat,
+ * over shared frames: an event is framed once and every recipient's queue
+ * holds a reference to the same bytes.
+ *
+ * Pure logic: no sockets, no threads, no clock. Time comes in as milliseconds
+ * of a monotonic clock. A hub and all its connections belong to one thread
+ * (the server's loop thread); nothing here locks. */
+#ifndef SB_HUB_H
+#define SB_HUB_H
+
+#include <stddef.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "sse.h"
+
+struct sb_hub;
+struct sb_conn;
+
+/* Called when a connection that was waiting (sb_conn_wait) has something new
+ * to read, or must close. Runs on the hub's thread, inside the hub call that
+ * queued the data; it must not call back into the hub. */
+typedef void (*sb_conn_wake_fn)(void *ctx);
+
+struct sb_hub_opts {
+  int max_connections;
+  int max_connections_per_user;
+  int replay_buffer;      /* events kept per user; 0 keeps none */
+  int heartbeat_ms;
+  int retry_ms;
+  size_t max_queue_bytes; /* per connection */
+  size_t max_idle_users;  /* users without connections whose replay is kept */
+};
+
+enum sb_conn_state {
+  SB_CONN_OPEN = 0,   /* streaming */
+  SB_CONN_CLOSING = 1, /* end the stream cleanly once the queue is empty */
+  SB_CONN_CUT = 2     /* end the stream at once (too slow) */
+};
+
+/* Returns a new hub, or NULL when out of memory. log and metrics are
+ * borrowed and must outlive the hub. */
+struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *log,
+                          struct sb_metrics *metrics);
+
+/* Frees the hub, its replay buffers and any connection still registered.
+ * NULL-safe. */
+void sb_hub_free(struct sb_hub *hub);
+
+/* Registers a connection of user's device and queues its first bytes: the
+ * retry line, then, when last_event_id is given, the user's later events from
+ * the replay buffer (with the same exclusion and targeting rules; an id not in
+ * the buffer gets a system/resync event and the whole buffer). Logs the
+ * registration. Returns 0 and sets *out, SB_ELIMIT (max_connections),
+ * SB_EUSERLIMIT (max_connections_per_user) or SB_ENOMEM. */
+int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
+                    const char *last_event_id, long long now_ms, sb_conn_wake_fn wake,
+                    void *wake_ctx, struct sb_conn **out);
+
+/* Unregisters and frees a connection with its queue; logs it. NULL-safe. */
+void sb_hub_unregister(struct sb_hub *hub, struct sb_conn *conn);
+
+/* Publishes an event frame to user: keeps it in the user's replay buffer and
+ * queues it to the connections that should get it (only frame->target's if
+ * set, else all but frame->source's). Steals the caller's reference. Returns
+ * the number of connections it was queued to. */
+size_t sb_hub_publish(struct sb_hub *hub, const char *user, struct sb_frame *frame);
+
+/* Queues frame to every connection of user except those of except_device
+ * (NULL excludes none). Borrows frame. Returns the number of connections. */
+size_t sb_hub_broadcast(struct sb_hub *hub, const char *user, struct sb_frame *frame,
+                        const char *except_device);
+
+/* Queues frame to every connection of user's device. Borrows frame. Returns
+ * the number of connections (0: the device is not connected). */
+size_t sb_hub_send_to_device(struct sb_hub *hub, const char *user, const char *device,
+                             struct sb_frame *frame);
+
+/* Queues a heartbeat comment to conn. Returns 0, or SB_ESTATE if closing. */
+int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn);
+
+/* Sends the heartbeats that are due at now_ms. Returns the milliseconds until
+ * the next one is due, or -1 when there is no connection. */
+long long sb_hub_tick(struct sb_hub *hub, long long now_ms);
+
+/* Asks conn to end its stream once what is queued has been read (state
+ * SB_CONN_CLOSING), waking it. */
+void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn);
+
+/* sb_hub_close() on every connection (for a clean stop). */
+void sb_hub_close_all(struct sb_hub *hub);
+
+/* Returns the number of connections of user (0 if unknown). */
+size_t sb_hub_connection_count(const struct sb_hub *hub, const char *user);
+
+/* Returns 1 if user has at least one connection. */
+int sb_hub_is_user_connected(const struct sb_hub *hub, const char *user);
+
+/* Fills the hub's gauges for /metrics. */
+void sb_hub_gauges(const struct sb_hub *hub, struct sb_metrics_gauges *g);
+
+/* Copies up to max queued bytes of conn into buf and consumes them; frames
+ * are batched while they fit. Returns the number of bytes copied (0: the
+ * queue is empty). */
+size_t sb_conn_read(struct sb_conn *conn, char *buf, size_t max);
+
+/* Marks conn as waiting: the next queued byte or close calls its wake
+ * function once. Call it after sb_conn_read() returned 0. */
+void sb_conn_wait(struct sb_conn *conn);
+
+/* Returns the state of conn (enum sb_conn_state). */
+int sb_conn_state(const struct sb_conn *conn);
+
+/* Returns the number of bytes queued to conn. */
+size_t sb_conn_queued(const struct sb_conn *conn);
+
+/* Returns conn's user or device id; borrowed, valid until unregistered. */
+const char *sb_conn_user(const struct sb_conn *conn);
+const char *sb_conn_device(const struct sb_conn *conn);
+
+#endif
