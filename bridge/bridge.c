@@ -26,6 +26,10 @@
  * published-to are dropped first). */
 #define MAX_IDLE_USERS 10000
 
+/* epoll data of the loop's own descriptors (stream sockets use their fd). */
+#define TAG_INTAKE (UINT64_MAX)
+#define TAG_HTTP (UINT64_MAX - 1)
+
 /* An event on its way from the intake thread to the loop thread. */
 struct pending {
   struct pending *next;
@@ -220,15 +224,18 @@ static int wait_ms(struct sb_bridge *b, long long now)
 static void *loop(void *arg)
 {
   struct sb_bridge *b = arg;
-  struct epoll_event evs[4];
+  struct epoll_event evs[16];
   long long deadline = 0;
   struct sb_metrics_gauges g;
 
   for (;;) {
-    int n = epoll_wait(b->epfd, evs, 4, wait_ms(b, mono_ms()));
-    for (int i = 0; i < n; i++)
-      if (evs[i].data.fd == b->evfd)
+    int n = epoll_wait(b->epfd, evs, 16, wait_ms(b, mono_ms()));
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.u64 == TAG_INTAKE)
         drain(b);
+      else if (evs[i].data.u64 < SB__HTTP_TAG_MIN)
+        sb__http_on_socket(b->http, evs[i].data.u64, evs[i].events);
+    }
     if (atomic_load(&b->stopping) && deadline == 0) {
       sb__http_quiesce(b->http);
       sb_hub_close_all(b->hub);
@@ -250,7 +257,7 @@ static void *loop(void *arg)
 
 int sb_bridge_start(struct sb_bridge *b, char *err)
 {
-  struct sb__http_env env = {&b->cfg, b->hub, b->auth, &b->metrics, &b->log};
+  struct sb__http_env env = {&b->cfg, b->hub, b->auth, &b->metrics, &b->log, -1};
   struct epoll_event ev;
 
   if (b->started) {
@@ -265,14 +272,15 @@ int sb_bridge_start(struct sb_bridge *b, char *err)
     snprintf(err, SB_CONFIG_ERR_SIZE, "cannot create the event loop: %s", strerror(errno));
     return SB_EIO;
   }
+  env.epfd = b->epfd;
   if (!(b->http = sb__http_start(&env, err)))
     return SB_EIO;
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
-  ev.data.fd = b->evfd;
+  ev.data.u64 = TAG_INTAKE;
   epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->evfd, &ev);
-  ev.data.fd = sb__http_fd(b->http);
-  if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev) != 0 ||
+  ev.data.u64 = TAG_HTTP;
+  if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, sb__http_fd(b->http), &ev) != 0 ||
       pthread_create(&b->thread, NULL, loop, b) != 0) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the server thread: %s", strerror(errno));
     sb__http_stop(b->http);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,11 +23,24 @@
 #define REQUEST_TIMEOUT_S 30
 #define DEVICE_ID_MAX 128
 
+struct stream;
+
+/* A socket the loop's epoll watches for a hang-up (EPOLLRDHUP): libmicrohttpd
+ * does not see a client leave while its stream is suspended. Indexed by fd.
+ * The watch lives from the stream's start until libmicrohttpd closes the
+ * socket (NOTIFY_CLOSED), which may outlive the stream (keep-alive). */
+struct watch {
+  struct stream *s; /* NULL once the stream has ended */
+  unsigned char registered;
+};
+
 struct sb__http {
   struct sb__http_env env;
   struct MHD_Daemon *d;
   int port;
   int quiesced;
+  struct watch *watches;
+  size_t nwatches;
 };
 
 /* One SSE response: the hub's connection and the libmicrohttpd connection
@@ -35,6 +49,7 @@ struct stream {
   struct sb__http *h;
   struct MHD_Connection *mc;
   struct sb_conn *conn;
+  int fd; /* the watched socket, or -1 */
   int suspended;
 };
 
@@ -147,8 +162,84 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
   struct stream *s = cls;
+  if (s->fd >= 0)
+    s->h->watches[s->fd].s = NULL;
   sb_hub_unregister(s->h->env.hub, s->conn);
   free(s);
+}
+
+static void unwatch(struct sb__http *h, int fd)
+{
+  struct watch *w = &h->watches[fd];
+  if (w->registered)
+    epoll_ctl(h->env.epfd, EPOLL_CTL_DEL, fd, NULL);
+  if (w->s)
+    w->s->fd = -1;
+  w->s = NULL;
+  w->registered = 0;
+}
+
+/* Watches the socket of s for a hang-up; without a watch the stream still
+ * works, and a dead client is found by the next heartbeat. */
+static void watch(struct sb__http *h, struct stream *s)
+{
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(s->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct epoll_event ev;
+  int fd;
+
+  if (!ci || (fd = ci->connect_fd) < 0)
+    return;
+  if ((size_t)fd >= h->nwatches) {
+    size_t n = (size_t)fd * 2 + 64;
+    struct watch *w = realloc(h->watches, n * sizeof(*w));
+    if (!w)
+      return;
+    memset(w + h->nwatches, 0, (n - h->nwatches) * sizeof(*w));
+    h->watches = w;
+    h->nwatches = n;
+  }
+  if (h->watches[fd].registered)
+    unwatch(h, fd);
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLRDHUP;
+  ev.data.u64 = (uint64_t)fd;
+  if (epoll_ctl(h->env.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return;
+  h->watches[fd].s = s;
+  h->watches[fd].registered = 1;
+  s->fd = fd;
+}
+
+void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events)
+{
+  struct watch *w;
+
+  (void)events;
+  if (data >= h->nwatches)
+    return;
+  w = &h->watches[data];
+  if (!w->registered)
+    return;
+  if (w->s)
+    sb_hub_gone(h->env.hub, w->s->conn);
+  /* The stream ends now; libmicrohttpd closes the socket when it next runs.
+   * Stop watching so a level-triggered hang-up does not repeat meanwhile. */
+  unwatch(h, (int)data);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+  struct sb__http *h = cls;
+  const union MHD_ConnectionInfo *ci;
+
+  (void)socket_context;
+  if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+    return;
+  ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (ci && ci->connect_fd >= 0 && (size_t)ci->connect_fd < h->nwatches)
+    unwatch(h, ci->connect_fd);
 }
 
 static int valid_device(const char *s)
@@ -206,6 +297,7 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
   }
   s->h = h;
   s->mc = mc;
+  s->fd = -1;
   rc = sb_hub_register(h->env.hub, user, device, last, now_ms(), stream_wake, s, &s->conn);
   free(user);
   if (rc) {
@@ -234,6 +326,8 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
    * and a client that stops reading is cut by max_queue_bytes. */
   MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
   ok = MHD_queue_response(mc, MHD_HTTP_OK, r);
+  if (ok == MHD_YES)
+    watch(h, s);
   MHD_destroy_response(r);
   return ok;
 }
@@ -418,7 +512,8 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)REQUEST_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned int)(env->cfg->max_connections + 256), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+      MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "http_port: cannot listen on %s:%d (in use or not permitted)",
              env->cfg->http_bind, env->cfg->http_port);
@@ -470,5 +565,6 @@ void sb__http_stop(struct sb__http *h)
   if (!h)
     return;
   MHD_stop_daemon(h->d);
+  free(h->watches);
   free(h);
 }

@@ -8,6 +8,8 @@
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
+#include <stdint.h>
+
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
@@ -23,7 +25,11 @@ struct sb__http_env {
   const struct sb_auth *auth;
   struct sb_metrics *metrics;
   const struct sb_log *log;
+  int epfd; /* the loop's epoll: streams watch their sockets for hang-ups */
 };
+
+/* epoll_event.data.u64 values at or above this are not stream sockets. */
+#define SB__HTTP_TAG_MIN (UINT64_MAX - 15)
 
 /* Binds and returns the HTTP side, or NULL with err (SB_CONFIG_ERR_SIZE). */
 struct sb__http *sb__http_start(const struct sb__http_env *env, char *err);
@@ -33,6 +39,10 @@ int sb__http_fd(const struct sb__http *h);
 
 /* Returns the bound port. */
 int sb__http_port(const struct sb__http *h);
+
+/* Handles an event of the loop's epoll whose data.u64 is below
+ * SB__HTTP_TAG_MIN: a stream's socket was hung up by its client. */
+void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events);
 
 /* Lets libmicrohttpd do its work. Never blocks. */
 void sb__http_run(struct sb__http *h);

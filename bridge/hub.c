@@ -586,6 +586,14 @@ void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn)
   conn_wake(conn);
 }
 
+void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn)
+{
+  (void)hub;
+  conn->state = SB_CONN_CUT;
+  queue_clear(&conn->q);
+  conn_wake(conn);
+}
+
 void sb_hub_close_all(struct sb_hub *hub)
 {
   for (struct sb_conn *c = hub->hb_head; c; c = c->hb_next)

@@ -92,6 +92,10 @@ long long sb_hub_tick(struct sb_hub *hub, long long now_ms);
  * SB_CONN_CLOSING), waking it. */
 void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn);
 
+/* Marks conn as gone (its client hung up): state SB_CONN_CUT, queue freed,
+ * woken so that its carrier closes it. */
+void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn);
+
 /* sb_hub_close() on every connection (for a clean stop). */
 void sb_hub_close_all(struct sb_hub *hub);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bridge.h"
@@ -80,6 +81,18 @@ static int parse_args(int argc, char **argv, struct sb_config *cfg, char *err)
   return sb_config_finish(cfg, SB_FORM_DAEMON, err) ? -1 : 0;
 }
 
+/* Each SSE stream is a socket: take the whole file-descriptor allowance. */
+static void raise_fd_limit(const struct sb_log *log)
+{
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+    return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    SB_LOG(log, SB_LOG_WARNING, "[SSE] cannot raise the open-file limit");
+}
+
 static int wait_for_signal(const sigset_t *set, const struct sb_log *log)
 {
   int sig;
@@ -123,6 +136,7 @@ int main(int argc, char **argv)
     return rc < 0 ? 2 : 0;
   }
   log.level = cfg.log_level;
+  raise_fd_limit(&log);
 
   if (!(bridge = sb_bridge_new(&cfg, &log, err)) || sb_bridge_start(bridge, err) ||
       !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) || sb_mqtt_start(mqtt, err)) {
