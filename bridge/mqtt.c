@@ -1,8 +1,12 @@
 #include "mqtt.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -14,8 +18,14 @@ struct sb_mqtt {
   struct sb_bridge *b;
   const struct sb_log *log;
   struct mosquitto *mosq;
+  pthread_t thread;
   int started;
+  atomic_int stopping;
+  atomic_int done;
 };
+
+#define BACKOFF_MIN_S 1
+#define BACKOFF_MAX_S 30
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 {
@@ -132,20 +142,51 @@ fail:
   return NULL;
 }
 
+/* Sleeps s seconds, waking early when the client is stopping. */
+static void pause_s(struct sb_mqtt *m, int s)
+{
+  struct timespec slice = {0, 100 * 1000 * 1000};
+  for (int i = 0; i < s * 10 && !atomic_load(&m->stopping); i++)
+    nanosleep(&slice, NULL);
+}
+
+/* The client thread. libmosquitto's loop reconnects by itself once it has
+ * been connected; the first connection (a broker not up yet) and fatal
+ * errors (refused credentials, TLS) are retried here, with the same backoff. */
+static void *run(void *arg)
+{
+  struct sb_mqtt *m = arg;
+  int delay = BACKOFF_MIN_S, rc;
+
+  while (!atomic_load(&m->stopping)) {
+    rc = mosquitto_connect(m->mosq, m->cfg->mqtt_host, m->cfg->mqtt_port, 30);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot reach %s:%d (%s); retrying in %d s",
+             m->cfg->mqtt_host, m->cfg->mqtt_port,
+             rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), delay);
+      pause_s(m, delay);
+      delay = delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay * 2;
+      continue;
+    }
+    delay = BACKOFF_MIN_S;
+    if (atomic_load(&m->stopping))
+      break;
+    rc = mosquitto_loop_forever(m->mosq, 1000, 1);
+    sb_bridge_set_upstream(m->b, 0);
+    if (rc != MOSQ_ERR_SUCCESS && !atomic_load(&m->stopping)) {
+      SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s:%d ended (%s); retrying in %d s",
+             m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc), delay);
+      pause_s(m, delay);
+    }
+  }
+  atomic_store(&m->done, 1);
+  return NULL;
+}
+
 int sb_mqtt_start(struct sb_mqtt *m, char *err)
 {
-  int rc = mosquitto_connect_async(m->mosq, m->cfg->mqtt_host, m->cfg->mqtt_port, 30);
-
-  if (rc == MOSQ_ERR_INVAL) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_host: cannot connect to %s:%d: %s", m->cfg->mqtt_host,
-             m->cfg->mqtt_port, mosquitto_strerror(rc));
-    return SB_EIO;
-  }
-  if (rc != MOSQ_ERR_SUCCESS)
-    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot reach %s:%d yet (%s); retrying",
-           m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc));
-  if ((rc = mosquitto_loop_start(m->mosq)) != MOSQ_ERR_SUCCESS) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the MQTT thread: %s", mosquitto_strerror(rc));
+  if (pthread_create(&m->thread, NULL, run, m) != 0) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the MQTT thread: %s", strerror(errno));
     return SB_EIO;
   }
   m->started = 1;
@@ -154,10 +195,18 @@ int sb_mqtt_start(struct sb_mqtt *m, char *err)
 
 void sb_mqtt_stop(struct sb_mqtt *m)
 {
+  struct timespec slice = {0, 20 * 1000 * 1000};
+
   if (!m || !m->started)
     return;
-  mosquitto_disconnect(m->mosq);
-  mosquitto_loop_stop(m->mosq, false);
+  atomic_store(&m->stopping, 1);
+  /* Ends loop_forever; repeated in case the thread was between connecting
+   * and entering the loop. */
+  while (!atomic_load(&m->done)) {
+    mosquitto_disconnect(m->mosq);
+    nanosleep(&slice, NULL);
+  }
+  pthread_join(m->thread, NULL);
   m->started = 0;
   sb_bridge_set_upstream(m->b, 0);
   SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Disconnected from %s:%d", m->cfg->mqtt_host,
