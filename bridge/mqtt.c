@@ -75,6 +75,10 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
   struct sb_mqtt *m = obj;
 
   (void)mosq;
+  /* A retained copy is an old event handed out again on every subscribe:
+   * it was relayed when it was published, so it is not relayed again. */
+  if (msg->retain)
+    return;
   sb_bridge_ingest(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
 }
 

@@ -1,0 +1,189 @@
+/* mosquitto_sse: the bridge as a Mosquitto 2.0 plugin (plugin API 5).
+ *
+ * The three entry points only: options go to the core's config, messages
+ * (MOSQ_EVT_MESSAGE) to sb_bridge_ingest(), and log lines that the server's
+ * own thread writes wait for the broker's thread (MOSQ_EVT_TICK), since only
+ * that thread may call broker functions. Everything else is the core, as in
+ * the daemon. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+
+#define SB_EXPORT __attribute__((visibility("default")))
+
+struct log_line {
+  struct log_line *next;
+  int level;
+  char text[];
+};
+
+struct plugin {
+  mosquitto_plugin_id_t *id;
+  struct sb_config cfg;
+  struct sb_log log;
+  struct sb_bridge *bridge;
+  pthread_t broker_thread;
+  pthread_mutex_t lock; /* guards the log lines waiting for the broker's thread */
+  struct log_line *head, *tail;
+};
+
+static int broker_level(int level)
+{
+  switch (level) {
+  case SB_LOG_DEBUG: return MOSQ_LOG_DEBUG;
+  case SB_LOG_INFO: return MOSQ_LOG_INFO;
+  case SB_LOG_NOTICE: return MOSQ_LOG_NOTICE;
+  case SB_LOG_WARNING: return MOSQ_LOG_WARNING;
+  default: return MOSQ_LOG_ERR;
+  }
+}
+
+static void flush_log(struct plugin *p)
+{
+  struct log_line *l, *next;
+
+  pthread_mutex_lock(&p->lock);
+  l = p->head;
+  p->head = p->tail = NULL;
+  pthread_mutex_unlock(&p->lock);
+  for (; l; l = next) {
+    next = l->next;
+    mosquitto_log_printf(broker_level(l->level), "%s", l->text);
+    free(l);
+  }
+}
+
+static void log_line(void *ctx, int level, const char *text)
+{
+  struct plugin *p = ctx;
+  size_t n = strlen(text);
+  struct log_line *l;
+
+  if (pthread_equal(pthread_self(), p->broker_thread)) {
+    flush_log(p);
+    mosquitto_log_printf(broker_level(level), "%s", text);
+    return;
+  }
+  if (!(l = malloc(sizeof(*l) + n + 1)))
+    return;
+  l->next = NULL;
+  l->level = level;
+  memcpy(l->text, text, n + 1);
+  pthread_mutex_lock(&p->lock);
+  if (p->tail)
+    p->tail->next = l;
+  else
+    p->head = l;
+  p->tail = l;
+  pthread_mutex_unlock(&p->lock);
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+  struct mosquitto_evt_message *ed = event_data;
+  struct plugin *p = userdata;
+  bool match = false;
+
+  (void)event;
+  /* Only what the daemon would subscribe (<prefix>/+/+); the message itself
+   * is left as it is for the broker's other subscribers. */
+  if (mosquitto_topic_matches_sub(sb_bridge_subscription(p->bridge), ed->topic, &match) ==
+          MOSQ_ERR_SUCCESS &&
+      match)
+    sb_bridge_ingest(p->bridge, ed->topic, ed->payload, ed->payloadlen);
+  return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+  (void)event;
+  (void)event_data;
+  flush_log(userdata);
+  return MOSQ_ERR_SUCCESS;
+}
+
+static void plugin_free(struct plugin *p)
+{
+  if (!p)
+    return;
+  sb_bridge_free(p->bridge);
+  flush_log(p);
+  sb_config_free(&p->cfg);
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+}
+
+SB_EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+  for (int i = 0; i < supported_version_count; i++)
+    if (supported_versions[i] == 5)
+      return 5;
+  return -1;
+}
+
+SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                                    struct mosquitto_opt *options, int option_count)
+{
+  struct plugin *p = calloc(1, sizeof(*p));
+  char err[SB_CONFIG_ERR_SIZE] = "";
+
+  if (!p)
+    return MOSQ_ERR_NOMEM;
+  p->id = identifier;
+  p->broker_thread = pthread_self();
+  pthread_mutex_init(&p->lock, NULL);
+  p->log = (struct sb_log){log_line, p, SB_LOG_INFO};
+  if (sb_config_init(&p->cfg)) {
+    free(p);
+    return MOSQ_ERR_NOMEM;
+  }
+  for (int i = 0; i < option_count; i++)
+    if (sb_config_set(&p->cfg, SB_FORM_PLUGIN, options[i].key, options[i].value, err))
+      goto fail;
+  if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, err))
+    goto fail;
+  p->log.level = p->cfg.log_level;
+  if (!(p->bridge = sb_bridge_new(&p->cfg, &p->log, err)) || sb_bridge_start(p->bridge, err))
+    goto fail;
+  sb_bridge_set_upstream(p->bridge, 1);
+  if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
+      mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, p)) {
+    snprintf(err, sizeof(err), "cannot register the plugin's callbacks");
+    mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
+    goto fail;
+  }
+  *userdata = p;
+  return MOSQ_ERR_SUCCESS;
+
+fail:
+  mosquitto_log_printf(MOSQ_LOG_ERR, "mosquitto_sse: %s", err);
+  plugin_free(p);
+  return MOSQ_ERR_INVAL;
+}
+
+SB_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
+                                       int option_count)
+{
+  struct plugin *p = userdata;
+
+  (void)options;
+  (void)option_count;
+  if (!p)
+    return MOSQ_ERR_SUCCESS;
+  mosquitto_callback_unregister(p->id, MOSQ_EVT_MESSAGE, on_message, NULL);
+  mosquitto_callback_unregister(p->id, MOSQ_EVT_TICK, on_tick, NULL);
+  sb_bridge_set_upstream(p->bridge, 0);
+  sb_bridge_stop(p->bridge);
+  plugin_free(p);
+  return MOSQ_ERR_SUCCESS;
+}
