@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The main job: a local mosquitto on loopback and the bridge in the
-# foreground, until Ctrl-C. Installs what is missing and builds first.
-# JWT auth stays on: a random secret is made for this run and a token for the
-# demo user is printed, with the commands to publish and to watch.
+# The main job: one mosquitto on loopback serving MQTT and SSE (the plugin
+# form, from conf/mosquitto.conf), in the foreground until Ctrl-C.
+#   scripts/run.sh            the plugin form
+#   scripts/run.sh --daemon   a plain mosquitto plus the mqtt-sse-bridge daemon
+# Installs what is missing and builds first. JWT auth stays on: a random
+# secret is made for this run, and a token for the demo user is printed with
+# the commands to publish and to watch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+form=plugin
+[ "${1:-}" = "--daemon" ] && { form=daemon; shift; }
 
 scripts/deps.sh
 cmake -S "$root" -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -15,26 +20,38 @@ MQTT_PORT=${MQTT_PORT:-1883}
 HTTP_PORT=${HTTP_PORT:-8080}
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 while port_busy "$MQTT_PORT"; do MQTT_PORT=$((MQTT_PORT + 1)); done
-while port_busy "$HTTP_PORT"; do HTTP_PORT=$((HTTP_PORT + 1)); done
+while port_busy "$HTTP_PORT" || [ "$HTTP_PORT" = "$MQTT_PORT" ]; do HTTP_PORT=$((HTTP_PORT + 1)); done
 
 run=$(mktemp -d /tmp/mqtt-sse-bridge.XXXXXX)
+pids=()
 cleanup() {
-  [ -n "${broker:-}" ] && kill "$broker" 2>/dev/null && wait "$broker" 2>/dev/null
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$run"
 }
 trap cleanup EXIT
-
-cat >"$run/mosquitto.conf" <<CONF
-listener $MQTT_PORT 127.0.0.1
-allow_anonymous true
-persistence false
-log_dest file $run/mosquitto.log
-CONF
-mosquitto -c "$run/mosquitto.conf" &
-broker=$!
+trap 'exit 0' INT TERM
 
 openssl rand -hex 32 >"$run/jwt.secret"
 chmod 600 "$run/jwt.secret"
+# Started as root, mosquitto runs as the user 'mosquitto': let it read this
+# run's files (the secret stays readable by that user only).
+if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
+  chmod 711 "$run"
+  chown mosquitto "$run/jwt.secret"
+fi
+
+# conf/mosquitto.conf with this run's ports and absolute paths.
+sed -e "s|^listener 1883 |listener $MQTT_PORT |" \
+    -e "s|^plugin_opt_http_port .*|plugin_opt_http_port $HTTP_PORT|" \
+    -e "s|build/jwt.secret|$run/jwt.secret|" \
+    -e "s|^plugin build/|plugin $root/build/|" \
+    -e "s|^acl_file conf/|acl_file $root/conf/|" \
+    conf/mosquitto.conf >"$run/mosquitto.conf"
+if [ "$form" = daemon ]; then
+  sed -i -e '/^plugin/d' "$run/mosquitto.conf"
+fi
+
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 user=demo
 now=$(date +%s)
@@ -46,7 +63,7 @@ token="$header.$claims.$sig"
 
 cat <<TXT
 
-mqtt-sse-bridge: broker on 127.0.0.1:$MQTT_PORT, SSE on http://127.0.0.1:$HTTP_PORT
+mqtt-sse-bridge ($form form): MQTT on 127.0.0.1:$MQTT_PORT, SSE on http://127.0.0.1:$HTTP_PORT
 
 Watch as two devices of user '$user' (each in its own terminal):
   curl -N -H 'Authorization: Bearer $token' 'http://127.0.0.1:$HTTP_PORT/api/sse?deviceId=phone'
@@ -57,13 +74,15 @@ Publish an event caused by the phone (only the laptop gets it):
     -m '{"type":"started","payload":{"taskTitle":"Write report"},"sourceDeviceId":"phone"}'
 
 Health and metrics: curl http://127.0.0.1:$HTTP_PORT/healthz ; curl http://127.0.0.1:$HTTP_PORT/metrics
-Ctrl-C stops both.
+Ctrl-C stops everything.
 
 TXT
 
-build/bridge/mqtt-sse-bridge --mqtt_host 127.0.0.1 --mqtt_port "$MQTT_PORT" \
-  --http_port "$HTTP_PORT" --jwt_secret_file "$run/jwt.secret" "$@" &
-bridge=$!
-trap 'kill -TERM $bridge 2>/dev/null' INT TERM
-wait "$bridge" || true
-wait "$bridge" 2>/dev/null || true
+mosquitto -c "$run/mosquitto.conf" &
+pids+=($!)
+if [ "$form" = daemon ]; then
+  build/bridge/mqtt-sse-bridge --mqtt_host 127.0.0.1 --mqtt_port "$MQTT_PORT" \
+    --http_port "$HTTP_PORT" --jwt_secret_file "$run/jwt.secret" "$@" &
+  pids+=($!)
+fi
+wait -n "${pids[@]}" || true

@@ -414,7 +414,7 @@ class DaemonBridge:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def wait_exit(self, timeout):

@@ -1,0 +1,795 @@
+/* Unit tests of event.c: parsing, checking and normalising an SSEEvent.
+ *
+ * The C cases below cover every rule of the SPEC's SSEEvent table and every
+ * drop reason of SB_DROP_MAP; test_data_cases() then runs the directories of
+ * tests/data/events/ (topic, payload, expect). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "event.h"
+
+#ifndef SB_TEST_DATA
+#error "SB_TEST_DATA must name the tests/data directory"
+#endif
+
+/* 2025-11-25T10:52:32.123Z, the fixed time of receipt of every case. */
+#define NOW_SEC 1764067952
+#define NOW_NSEC 123456789L
+#define NOW_TEXT "2025-11-25T10:52:32.123Z"
+
+static struct sb_event_rules rules(const char *prefix, size_t max)
+{
+  struct sb_event_rules r;
+  memset(&r, 0, sizeof(r));
+  r.topic_prefix = prefix;
+  r.max_event_bytes = max;
+  r.now.tv_sec = NOW_SEC;
+  r.now.tv_nsec = NOW_NSEC;
+  return r;
+}
+
+/* Parses payload (a C string) on topic with prefix "sync" and the default
+ * max_event_bytes. */
+static int parse(const char *topic, const char *payload, struct sb_event *ev,
+                 struct sb_event_error *why)
+{
+  struct sb_event_rules r = rules("sync", 65536);
+  return sb_event_parse(&r, topic, strlen(topic), payload, strlen(payload), ev, why);
+}
+
+/* Asserts that payload on topic is accepted and serialised as want_json. */
+static void expect_ok(const char *topic, const char *payload, const char *want_json)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  int rc = parse(topic, payload, &ev, &why);
+
+  if (rc != 0)
+    fail_msg("%s %s: dropped (%s: %s)", topic, payload, sb_drop_label(why.reason), why.text);
+  assert_int_equal(why.reason, SB_DROP_NONE);
+  assert_non_null(ev.json);
+  assert_string_equal(ev.json, want_json);
+  assert_int_equal(ev.json_len, strlen(want_json));
+  sb_event_clear(&ev);
+}
+
+/* Asserts that payload on topic is dropped for reason, with a log text, and
+ * that the event holds nothing. */
+static void expect_drop_n(const char *topic, const void *payload, size_t len, enum sb_drop reason)
+{
+  struct sb_event_rules r = rules("sync", 65536);
+  struct sb_event ev;
+  struct sb_event_error why;
+  int rc;
+
+  memset(&ev, 0x5a, sizeof(ev)); /* the parser must reset it */
+  rc = sb_event_parse(&r, topic, strlen(topic), payload, len, &ev, &why);
+  if (rc != SB_EINVAL || why.reason != reason)
+    fail_msg("%s %.*s: rc %d reason %s (%s), want %s", topic, (int)len, (const char *)payload, rc,
+             sb_drop_label(why.reason), why.text, sb_drop_label(reason));
+  assert_true(strlen(why.text) > 0);
+  assert_null(ev.user);
+  assert_null(ev.channel);
+  assert_null(ev.id);
+  assert_null(ev.source);
+  assert_null(ev.target);
+  assert_null(ev.json);
+  assert_int_equal(ev.json_len, 0);
+}
+
+static void expect_drop(const char *topic, const char *payload, enum sb_drop reason)
+{
+  expect_drop_n(topic, payload, strlen(payload), reason);
+}
+
+/* ---- valid events --------------------------------------------------------- */
+
+static void test_valid_minimal(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  assert_int_equal(parse("sync/u1/timer", "{\"type\":\"updated\",\"payload\":{\"a\":1}}", &ev, &why),
+                   0);
+  assert_int_equal(why.reason, SB_DROP_NONE);
+  assert_string_equal(ev.user, "u1");
+  assert_string_equal(ev.channel, "timer");
+  assert_null(ev.id);
+  assert_null(ev.source);
+  assert_null(ev.target);
+  assert_string_equal(ev.json, "{\"type\":\"updated\",\"payload\":{\"a\":1},\"channel\":\"timer\","
+                               "\"timestamp\":\"" NOW_TEXT "\"}");
+  assert_int_equal(ev.json_len, strlen(ev.json));
+  sb_event_clear(&ev);
+}
+
+static void test_valid_all_fields(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  const char *payload =
+      "{\"type\":\"started\",\"payload\":[1,\"two\",null],\"sourceDeviceId\":\"phone-1\","
+      "\"channel\":\"timer\",\"timestamp\":\"2025-01-02T03:04:05Z\",\"targetDeviceId\":\"tab:9\","
+      "\"id\":\"evt-77\"}";
+  (void)state;
+
+  assert_int_equal(parse("sync/alice/timer", payload, &ev, &why), 0);
+  assert_string_equal(ev.user, "alice");
+  assert_string_equal(ev.channel, "timer");
+  assert_string_equal(ev.id, "evt-77");
+  assert_string_equal(ev.source, "phone-1");
+  assert_string_equal(ev.target, "tab:9");
+  /* given channel and timestamp are kept as they are, in place */
+  assert_string_equal(ev.json, payload);
+  assert_int_equal(ev.json_len, strlen(payload));
+  sb_event_clear(&ev);
+}
+
+static void test_valid_compacts_json(void **state)
+{
+  (void)state;
+  /* whitespace and newlines of the publisher go; the output is one line */
+  expect_ok("sync/u1/notes", "{\n  \"type\" : \"updated\",\n  \"payload\" : { \"text\" : \"a\\nb\" }\n}\n",
+            "{\"type\":\"updated\",\"payload\":{\"text\":\"a\\nb\"},\"channel\":\"notes\","
+            "\"timestamp\":\"" NOW_TEXT "\"}");
+  /* UTF-8 stays UTF-8 */
+  expect_ok("sync/u1/notes", "{\"type\":\"x\",\"payload\":\"caf\\u00e9 \xe2\x82\xac\"}",
+            "{\"type\":\"x\",\"payload\":\"caf\xc3\xa9 \xe2\x82\xac\",\"channel\":\"notes\","
+            "\"timestamp\":\"" NOW_TEXT "\"}");
+}
+
+static void test_valid_payload_any_value(void **state)
+{
+  (void)state;
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":null}",
+            "{\"type\":\"t\",\"payload\":null,\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":false}",
+            "{\"type\":\"t\",\"payload\":false,\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":\"s\"}",
+            "{\"type\":\"t\",\"payload\":\"s\",\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":-12}",
+            "{\"type\":\"t\",\"payload\":-12,\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":[]}",
+            "{\"type\":\"t\",\"payload\":[],\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  expect_ok("sync/u/c", "{\"payload\":{},\"type\":\"t\"}",
+            "{\"payload\":{},\"type\":\"t\",\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  /* unknown fields are carried along */
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"extra\":{\"k\":true}}",
+            "{\"type\":\"t\",\"payload\":1,\"extra\":{\"k\":true},\"channel\":\"c\","
+            "\"timestamp\":\"" NOW_TEXT "\"}");
+}
+
+static void test_user_and_channel_from_topic(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  /* a "user" field in the payload does not change who gets it */
+  assert_int_equal(
+      parse("sync/bob/calendar", "{\"type\":\"t\",\"payload\":1,\"user\":\"mallory\"}", &ev, &why), 0);
+  assert_string_equal(ev.user, "bob");
+  assert_string_equal(ev.channel, "calendar");
+  assert_string_equal(ev.json, "{\"type\":\"t\",\"payload\":1,\"user\":\"mallory\",\"channel\":"
+                               "\"calendar\",\"timestamp\":\"" NOW_TEXT "\"}");
+  sb_event_clear(&ev);
+}
+
+static void test_integer_id(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  assert_int_equal(parse("sync/u1/c", "{\"type\":\"t\",\"payload\":1,\"id\":42}", &ev, &why), 0);
+  assert_string_equal(ev.id, "42");
+  assert_string_equal(ev.json,
+                      "{\"type\":\"t\",\"payload\":1,\"id\":42,\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+  sb_event_clear(&ev);
+
+  assert_int_equal(parse("sync/u1/c", "{\"type\":\"t\",\"payload\":1,\"id\":0}", &ev, &why), 0);
+  assert_string_equal(ev.id, "0");
+  sb_event_clear(&ev);
+
+  assert_int_equal(
+      parse("sync/u1/c", "{\"type\":\"t\",\"payload\":1,\"id\":9007199254740993}", &ev, &why), 0);
+  assert_string_equal(ev.id, "9007199254740993");
+  sb_event_clear(&ev);
+}
+
+static void test_null_optional_fields(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  assert_int_equal(parse("sync/u1/timer",
+                         "{\"type\":\"t\",\"payload\":1,\"id\":null,\"sourceDeviceId\":null,"
+                         "\"targetDeviceId\":null,\"channel\":null,\"timestamp\":null}",
+                         &ev, &why),
+                   0);
+  assert_null(ev.id);
+  assert_null(ev.source);
+  assert_null(ev.target);
+  assert_string_equal(ev.user, "u1");
+  assert_string_equal(ev.channel, "timer");
+  /* channel and timestamp are filled in where they stand */
+  assert_string_equal(ev.json, "{\"type\":\"t\",\"payload\":1,\"id\":null,\"sourceDeviceId\":null,"
+                               "\"targetDeviceId\":null,\"channel\":\"timer\",\"timestamp\":\"" NOW_TEXT
+                               "\"}");
+  sb_event_clear(&ev);
+}
+
+static void test_multilevel_prefix(void **state)
+{
+  struct sb_event_rules r = rules("app/sync", 65536);
+  struct sb_event ev;
+  struct sb_event_error why;
+  const char *topic = "app/sync/u9/timer";
+  const char *payload = "{\"type\":\"t\",\"payload\":1}";
+  (void)state;
+
+  assert_int_equal(
+      sb_event_parse(&r, topic, strlen(topic), payload, strlen(payload), &ev, &why), 0);
+  assert_string_equal(ev.user, "u9");
+  assert_string_equal(ev.channel, "timer");
+  assert_string_equal(ev.json,
+                      "{\"type\":\"t\",\"payload\":1,\"channel\":\"timer\",\"timestamp\":\"" NOW_TEXT "\"}");
+  sb_event_clear(&ev);
+
+  /* the bare "sync" prefix is not "app/sync" */
+  topic = "sync/u9/timer";
+  assert_int_equal(
+      sb_event_parse(&r, topic, strlen(topic), payload, strlen(payload), &ev, &why), SB_EINVAL);
+  assert_int_equal(why.reason, SB_DROP_BAD_TOPIC);
+  topic = "app/sync/u9/timer/x";
+  assert_int_equal(
+      sb_event_parse(&r, topic, strlen(topic), payload, strlen(payload), &ev, &why), SB_EINVAL);
+  assert_int_equal(why.reason, SB_DROP_BAD_TOPIC);
+}
+
+static void test_valid_ids_and_devices(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  char payload[512], id128[129];
+  (void)state;
+
+  memset(id128, 'i', 128);
+  id128[128] = '\0';
+  snprintf(payload, sizeof(payload),
+           "{\"type\":\"t\",\"payload\":1,\"id\":\"%s\",\"sourceDeviceId\":\"%s\"}", id128, id128);
+  assert_int_equal(parse("sync/u/c", payload, &ev, &why), 0);
+  assert_string_equal(ev.id, id128);
+  assert_string_equal(ev.source, id128);
+  sb_event_clear(&ev);
+
+  /* spaces and non-ASCII are not control characters */
+  assert_int_equal(parse("sync/u/c",
+                         "{\"type\":\"t\",\"payload\":1,\"id\":\"a b\",\"targetDeviceId\":\"t\xc3\xa9\"}",
+                         &ev, &why),
+                   0);
+  assert_string_equal(ev.id, "a b");
+  assert_string_equal(ev.target, "t\xc3\xa9");
+  sb_event_clear(&ev);
+}
+
+static void test_valid_timestamps_kept(void **state)
+{
+  (void)state;
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25\"}",
+            "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25\",\"channel\":\"c\"}");
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25T10:52:32.5+01:00\"}",
+            "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25T10:52:32.5+01:00\",\"channel\":\"c\"}");
+}
+
+static void test_nul_in_payload_string_is_valid(void **state)
+{
+  (void)state;
+  /* "\u0000" is valid JSON, and payload may be any JSON value */
+  expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":\"a\\u0000b\"}",
+            "{\"type\":\"t\",\"payload\":\"a\\u0000b\",\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+}
+
+/* ---- drops ---------------------------------------------------------------- */
+
+static void test_drop_bad_topic(void **state)
+{
+  const char *ok = "{\"type\":\"t\",\"payload\":1}";
+  (void)state;
+
+  expect_drop("sync/u1", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync/u1/timer/x", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("other/u1/timer", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync//timer", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync/u1/", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync/+/timer", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync/u1/#", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("sync/u\x01/timer", ok, SB_DROP_BAD_TOPIC);
+  expect_drop("", ok, SB_DROP_BAD_TOPIC);
+  /* the topic is judged first */
+  expect_drop("sync/u1", "not json", SB_DROP_BAD_TOPIC);
+}
+
+static void test_drop_too_large(void **state)
+{
+  struct sb_event_rules r = rules("sync", 64);
+  struct sb_event ev;
+  struct sb_event_error why;
+  char payload[128];
+  size_t n;
+  (void)state;
+
+  /* exactly 64 bytes: accepted */
+  n = (size_t)snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":\"%s\"}",
+                       "012345678901234567890123456789012345678");
+  assert_int_equal(n, 64);
+  assert_int_equal(sb_event_parse(&r, "sync/u/c", 8, payload, n, &ev, &why), 0);
+  sb_event_clear(&ev);
+
+  /* 65 bytes: too large */
+  n = (size_t)snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":\"%s\"}",
+                       "0123456789012345678901234567890123456789");
+  assert_int_equal(n, 65);
+  assert_int_equal(sb_event_parse(&r, "sync/u/c", 8, payload, n, &ev, &why), SB_EINVAL);
+  assert_int_equal(why.reason, SB_DROP_TOO_LARGE);
+  assert_true(strlen(why.text) > 0);
+  assert_null(ev.json);
+
+  /* judged before parsing: garbage over the limit is too_large, not not_json */
+  memset(payload, 'x', 100);
+  assert_int_equal(sb_event_parse(&r, "sync/u/c", 8, payload, 100, &ev, &why), SB_EINVAL);
+  assert_int_equal(why.reason, SB_DROP_TOO_LARGE);
+}
+
+static void test_drop_not_json(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "not json", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "{", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1} trailing", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "{'type':'t','payload':1}", SB_DROP_NOT_JSON);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,}", SB_DROP_NOT_JSON);
+  /* a key given twice is ambiguous */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"type\":\"u\",\"payload\":1}", SB_DROP_NOT_JSON);
+  /* invalid UTF-8 */
+  expect_drop("sync/u/c", "{\"type\":\"\xff\",\"payload\":1}", SB_DROP_NOT_JSON);
+  /* a NUL byte inside the payload bytes */
+  expect_drop_n("sync/u/c", "{\"type\":\"t\",\0\"payload\":1}", 25, SB_DROP_NOT_JSON);
+}
+
+static void test_drop_not_object(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "[{\"type\":\"t\",\"payload\":1}]", SB_DROP_NOT_OBJECT);
+  expect_drop("sync/u/c", "\"string\"", SB_DROP_NOT_OBJECT);
+  expect_drop("sync/u/c", "42", SB_DROP_NOT_OBJECT);
+  expect_drop("sync/u/c", "null", SB_DROP_NOT_OBJECT);
+  expect_drop("sync/u/c", "true", SB_DROP_NOT_OBJECT);
+}
+
+static void test_drop_missing_type(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "{\"payload\":1}", SB_DROP_MISSING_TYPE);
+  expect_drop("sync/u/c", "{}", SB_DROP_MISSING_TYPE);
+  expect_drop("sync/u/c", "{\"Type\":\"t\",\"payload\":1}", SB_DROP_MISSING_TYPE);
+}
+
+static void test_drop_bad_type(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "{\"type\":\"\",\"payload\":1}", SB_DROP_BAD_TYPE);
+  expect_drop("sync/u/c", "{\"type\":1,\"payload\":1}", SB_DROP_BAD_TYPE);
+  expect_drop("sync/u/c", "{\"type\":null,\"payload\":1}", SB_DROP_BAD_TYPE);
+  expect_drop("sync/u/c", "{\"type\":true,\"payload\":1}", SB_DROP_BAD_TYPE);
+  expect_drop("sync/u/c", "{\"type\":[\"t\"],\"payload\":1}", SB_DROP_BAD_TYPE);
+  expect_drop("sync/u/c", "{\"type\":{},\"payload\":1}", SB_DROP_BAD_TYPE);
+}
+
+static void test_drop_missing_payload(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "{\"type\":\"t\"}", SB_DROP_MISSING_PAYLOAD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"Payload\":1}", SB_DROP_MISSING_PAYLOAD);
+  /* type is judged before payload */
+  expect_drop("sync/u/c", "{}", SB_DROP_MISSING_TYPE);
+}
+
+static void test_drop_bad_field(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"channel\":5}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"channel\":[\"c\"]}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":5}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":true}",
+              SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":[\"x\"]}",
+              SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":{}}", SB_DROP_BAD_FIELD);
+  /* id: a string or a non-negative integer only */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":1.5}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":-1}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":false}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":{\"a\":1}}", SB_DROP_BAD_FIELD);
+}
+
+static void test_drop_channel_mismatch(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/timer", "{\"type\":\"t\",\"payload\":1,\"channel\":\"notes\"}",
+              SB_DROP_CHANNEL_MISMATCH);
+  expect_drop("sync/u/timer", "{\"type\":\"t\",\"payload\":1,\"channel\":\"Timer\"}",
+              SB_DROP_CHANNEL_MISMATCH);
+  expect_drop("sync/u/timer", "{\"type\":\"t\",\"payload\":1,\"channel\":\"time\"}",
+              SB_DROP_CHANNEL_MISMATCH);
+  expect_drop("sync/u/timer", "{\"type\":\"t\",\"payload\":1,\"channel\":\"timers\"}",
+              SB_DROP_CHANNEL_MISMATCH);
+  expect_drop("sync/u/timer", "{\"type\":\"t\",\"payload\":1,\"channel\":\"\"}",
+              SB_DROP_CHANNEL_MISMATCH);
+}
+
+static void test_drop_bad_timestamp(void **state)
+{
+  (void)state;
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"yesterday\"}",
+              SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":1764067952}",
+              SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"\"}", SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025/11/25\"}",
+              SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25T\"}",
+              SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":\"2025-11-25T10:52:32Zx\"}",
+              SB_DROP_BAD_TIMESTAMP);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"timestamp\":{}}", SB_DROP_BAD_TIMESTAMP);
+}
+
+static void test_drop_bad_id(void **state)
+{
+  char payload[512], id129[130];
+  (void)state;
+
+  /* control characters in each of the three id fields */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"a\\nb\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"a\\rb\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"\\u0001\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"ph\\none\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"a\\u007fb\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":\"tab\\t1\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":\"x\\r\\n\"}",
+              SB_DROP_BAD_ID);
+  /* empty */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":\"\"}", SB_DROP_BAD_ID);
+  /* over SB_EVENT_ID_MAX */
+  memset(id129, 'i', 129);
+  id129[129] = '\0';
+  snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":1,\"id\":\"%s\"}", id129);
+  expect_drop("sync/u/c", payload, SB_DROP_BAD_ID);
+  snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":\"%s\"}",
+           id129);
+  expect_drop("sync/u/c", payload, SB_DROP_BAD_ID);
+}
+
+static void test_drop_bad_id_nul(void **state)
+{
+  (void)state;
+  /* valid JSON whose id holds a NUL: a control character, so bad_id */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"a\\u0000b\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"\\u0000\"}",
+              SB_DROP_BAD_ID);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static void test_drop_labels(void **state)
+{
+  (void)state;
+  assert_string_equal(sb_drop_label(SB_DROP_NONE), "none");
+  assert_string_equal(sb_drop_label(SB_DROP_BAD_TOPIC), "bad_topic");
+  assert_string_equal(sb_drop_label(SB_DROP_TOO_LARGE), "too_large");
+  assert_string_equal(sb_drop_label(SB_DROP_NOT_JSON), "not_json");
+  assert_string_equal(sb_drop_label(SB_DROP_NOT_OBJECT), "not_object");
+  assert_string_equal(sb_drop_label(SB_DROP_MISSING_TYPE), "missing_type");
+  assert_string_equal(sb_drop_label(SB_DROP_BAD_TYPE), "bad_type");
+  assert_string_equal(sb_drop_label(SB_DROP_MISSING_PAYLOAD), "missing_payload");
+  assert_string_equal(sb_drop_label(SB_DROP_BAD_FIELD), "bad_field");
+  assert_string_equal(sb_drop_label(SB_DROP_CHANNEL_MISMATCH), "channel_mismatch");
+  assert_string_equal(sb_drop_label(SB_DROP_BAD_TIMESTAMP), "bad_timestamp");
+  assert_string_equal(sb_drop_label(SB_DROP_BAD_ID), "bad_id");
+  assert_int_equal(SB_DROP_COUNT, 12);
+  assert_string_equal(sb_drop_label(SB_DROP_COUNT), "unknown");
+  assert_string_equal(sb_drop_label((enum sb_drop)-1), "unknown");
+}
+
+static void test_format_time(void **state)
+{
+  char out[32];
+  struct timespec t;
+  (void)state;
+
+  t.tv_sec = NOW_SEC;
+  t.tv_nsec = NOW_NSEC;
+  sb_event_format_time(t, out);
+  assert_string_equal(out, NOW_TEXT);
+
+  t.tv_sec = 0;
+  t.tv_nsec = 0;
+  sb_event_format_time(t, out);
+  assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+
+  t.tv_sec = 951782400; /* 2000-02-29 */
+  t.tv_nsec = 999999999;
+  sb_event_format_time(t, out);
+  assert_string_equal(out, "2000-02-29T00:00:00.999Z");
+
+  t.tv_nsec = 1000000;
+  sb_event_format_time(t, out);
+  assert_string_equal(out, "2000-02-29T00:00:00.001Z");
+}
+
+static void test_valid_timestamp(void **state)
+{
+  static const char *const good[] = {
+    "2025-11-25",
+    "2025-11-25T10:52:32Z",
+    "2025-11-25T10:52:32.123Z",
+    "2025-11-25T10:52:32,5Z",
+    "2025-11-25t10:52:32z",
+    "2025-11-25 10:52:32",
+    "2025-11-25T10:52:32",
+    "2025-11-25T10:52Z",
+    "2025-11-25T10:52:32+01:00",
+    "2025-11-25T10:52:32-0530",
+    "2025-11-25T10:52:32+01",
+    "2025-11-25T10:52:32.123456789+00:00",
+  };
+  static const char *const bad[] = {
+    "",
+    "2025",
+    "2025-11",
+    "25-11-25",
+    "2025-1-25",
+    "2025-11-25T",
+    "2025-11-25T10",
+    "2025-11-25T10:5",
+    "2025-11-25T10:52:3",
+    "2025-11-25T10:52:32.",
+    "2025-11-25T10:52:32.Z",
+    "2025-11-25T10:52:32Z ",
+    "2025-11-25T10:52:32ZZ",
+    "2025-11-25X10:52:32Z",
+    "2025-11-25T10:52:32+",
+    "2025-11-25T10:52:32+1",
+    "2025-11-25T10:52:32+01:0",
+    "2025-11-25T10:52:32+01:00:00",
+    "2025-11-25T10:52:32+01:", /* an offset cut after its colon */
+    " 2025-11-25",
+    "2025-11-25x",
+  };
+  (void)state;
+
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+    if (sb_event_valid_timestamp(good[i]) != 1)
+      fail_msg("'%s' should be a valid timestamp", good[i]);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (sb_event_valid_timestamp(bad[i]) != 0)
+      fail_msg("'%s' should not be a valid timestamp", bad[i]);
+}
+
+static void test_event_clear(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  assert_int_equal(parse("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"i\",\"sourceDeviceId\":"
+                                     "\"s\",\"targetDeviceId\":\"x\"}",
+                         &ev, &why),
+                   0);
+  sb_event_clear(&ev);
+  assert_null(ev.user);
+  assert_null(ev.channel);
+  assert_null(ev.id);
+  assert_null(ev.source);
+  assert_null(ev.target);
+  assert_null(ev.json);
+  assert_int_equal(ev.json_len, 0);
+  sb_event_clear(&ev); /* twice is harmless */
+  sb_event_clear(NULL);
+}
+
+/* ---- data-driven cases: tests/data/events/<case>/ ------------------------- */
+
+/* Reads a whole file; returns a heap buffer (NUL-terminated) or NULL. */
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+  char path[1024];
+  FILE *f;
+  char *buf = NULL;
+  long n;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  if (!(f = fopen(path, "rb")))
+    return NULL;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+      (buf = malloc((size_t)n + 1))) {
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+      free(buf);
+      buf = NULL;
+    } else {
+      buf[n] = '\0';
+      *len = (size_t)n;
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
+static void chomp(char *s, size_t *len)
+{
+  while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r'))
+    s[--*len] = '\0';
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs one case directory. Returns NULL if it passed, else a heap message. */
+static char *run_case(const char *dir, const char *name)
+{
+  char *topic = NULL, *payload = NULL, *expect = NULL, *prefix = NULL, *msg = NULL;
+  size_t topic_len = 0, payload_len = 0, expect_len = 0, prefix_len = 0;
+  struct sb_event ev;
+  struct sb_event_error why;
+  struct sb_event_rules r;
+  char *nl;
+  int rc;
+
+  if (!(topic = slurp(dir, "topic", &topic_len)) || !(payload = slurp(dir, "payload", &payload_len)) ||
+      !(expect = slurp(dir, "expect", &expect_len))) {
+    if (asprintf(&msg, "%s: needs files topic, payload and expect", name) < 0)
+      msg = NULL;
+    goto done;
+  }
+  chomp(topic, &topic_len);
+  chomp(expect, &expect_len);
+  if ((prefix = slurp(dir, "prefix", &prefix_len)))
+    chomp(prefix, &prefix_len);
+  r = rules(prefix ? prefix : "sync", 1024);
+
+  rc = sb_event_parse(&r, topic, topic_len, payload, payload_len, &ev, &why);
+  nl = strchr(expect, '\n');
+  if (strncmp(expect, "drop ", 5) == 0 && !nl) {
+    if (rc != SB_EINVAL || strcmp(sb_drop_label(why.reason), expect + 5) != 0 || !why.text[0]) {
+      if (asprintf(&msg, "%s: got rc %d reason %s (%s), want drop %s", name, rc,
+                   sb_drop_label(why.reason), why.text, expect + 5) < 0)
+        msg = NULL;
+    } else if (ev.json || ev.user) {
+      if (asprintf(&msg, "%s: a dropped event holds data", name) < 0)
+        msg = NULL;
+    }
+  } else if (strncmp(expect, "ok\n", 3) == 0 && !strchr(expect + 3, '\n')) {
+    if (rc != 0) {
+      if (asprintf(&msg, "%s: dropped (%s: %s), want ok", name, sb_drop_label(why.reason),
+                   why.text) < 0)
+        msg = NULL;
+    } else if (strcmp(ev.json, expect + 3) != 0 || ev.json_len != strlen(expect + 3)) {
+      if (asprintf(&msg, "%s: got\n  %s\nwant\n  %s", name, ev.json, expect + 3) < 0)
+        msg = NULL;
+    }
+    sb_event_clear(&ev);
+  } else if (asprintf(&msg, "%s: expect must be 'drop <reason>' or 'ok' and a JSON line", name) < 0)
+    msg = NULL;
+
+done:
+  free(topic);
+  free(payload);
+  free(expect);
+  free(prefix);
+  return msg;
+}
+
+static void test_data_cases(void **state)
+{
+  const char *root = SB_TEST_DATA "/events";
+  char **names = NULL, path[1024];
+  size_t n = 0, cap = 0, failed = 0;
+  struct dirent *de;
+  DIR *d;
+  (void)state;
+
+  d = opendir(root);
+  if (!d)
+    fail_msg("cannot open %s", root);
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "%s/%s/expect", root, de->d_name);
+    if (access(path, R_OK) != 0)
+      continue; /* not a case (a README) */
+    if (n == cap) {
+      cap = cap ? cap * 2 : 32;
+      names = realloc(names, cap * sizeof(*names));
+      assert_non_null(names);
+    }
+    names[n] = strdup(de->d_name);
+    assert_non_null(names[n]);
+    n++;
+  }
+  closedir(d);
+  qsort(names, n, sizeof(*names), cmp_names);
+
+  for (size_t i = 0; i < n; i++) {
+    char *msg;
+    snprintf(path, sizeof(path), "%s/%s", root, names[i]);
+    if ((msg = run_case(path, names[i]))) {
+      print_error("FAIL %s\n", msg);
+      free(msg);
+      failed++;
+    } else
+      print_message("ok   %s\n", names[i]);
+    free(names[i]);
+  }
+  free(names);
+  if (failed)
+    fail_msg("%zu of %zu event cases failed", failed, n);
+  /* the directory must actually hold the cases */
+  assert_true(n >= 15);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_valid_minimal),
+    cmocka_unit_test(test_valid_all_fields),
+    cmocka_unit_test(test_valid_compacts_json),
+    cmocka_unit_test(test_valid_payload_any_value),
+    cmocka_unit_test(test_user_and_channel_from_topic),
+    cmocka_unit_test(test_integer_id),
+    cmocka_unit_test(test_null_optional_fields),
+    cmocka_unit_test(test_multilevel_prefix),
+    cmocka_unit_test(test_valid_ids_and_devices),
+    cmocka_unit_test(test_valid_timestamps_kept),
+    cmocka_unit_test(test_nul_in_payload_string_is_valid),
+    cmocka_unit_test(test_drop_bad_topic),
+    cmocka_unit_test(test_drop_too_large),
+    cmocka_unit_test(test_drop_not_json),
+    cmocka_unit_test(test_drop_not_object),
+    cmocka_unit_test(test_drop_missing_type),
+    cmocka_unit_test(test_drop_bad_type),
+    cmocka_unit_test(test_drop_missing_payload),
+    cmocka_unit_test(test_drop_bad_field),
+    cmocka_unit_test(test_drop_channel_mismatch),
+    cmocka_unit_test(test_drop_bad_timestamp),
+    cmocka_unit_test(test_drop_bad_id),
+    cmocka_unit_test(test_drop_bad_id_nul),
+    cmocka_unit_test(test_drop_labels),
+    cmocka_unit_test(test_format_time),
+    cmocka_unit_test(test_valid_timestamp),
+    cmocka_unit_test(test_event_clear),
+    cmocka_unit_test(test_data_cases),
+  };
+  return cmocka_run_group_tests_name("event", tests, NULL, NULL);
+}
