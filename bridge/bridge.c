@@ -48,6 +48,9 @@ struct sb_bridge {
   long long boot_ms;        /* wall-clock start, the first part of assigned ids */
   atomic_ullong seq;        /* the second part */
 
+  sb_publish_fn publish;
+  void *publish_ctx;
+
   pthread_t thread;
   int started;
   int epfd, evfd;
@@ -104,6 +107,12 @@ struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log
 fail:
   sb_bridge_free(b);
   return NULL;
+}
+
+void sb_bridge_set_publisher(struct sb_bridge *b, sb_publish_fn fn, void *ctx)
+{
+  b->publish = fn;
+  b->publish_ctx = ctx;
 }
 
 const char *sb_bridge_subscription(const struct sb_bridge *b)
@@ -257,7 +266,8 @@ static void *loop(void *arg)
 
 int sb_bridge_start(struct sb_bridge *b, char *err)
 {
-  struct sb__http_env env = {&b->cfg, b->hub, b->auth, &b->metrics, &b->log, -1};
+  struct sb__http_env env = {&b->cfg, b->hub,    b->auth,          &b->metrics,
+                             &b->log, -1,        b->publish, b->publish_ctx};
   struct epoll_event ev;
 
   if (b->started) {

@@ -19,6 +19,11 @@
 
 struct sb_bridge;
 
+/* Publishes one MQTT message on behalf of POST /api/publish. Called on the
+ * server's loop thread; must not block. payload is borrowed for the call.
+ * Returns 0, or a negative code when the MQTT side cannot take it now. */
+typedef int (*sb_publish_fn)(void *ctx, const char *topic, const void *payload, size_t len);
+
 /* Returns a bridge for cfg (deep-copied) that logs through log (copied), or
  * NULL with err (SB_CONFIG_ERR_SIZE bytes) naming the option at fault. Nothing
  * is started. Any thread. */
@@ -28,6 +33,10 @@ struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log
  * with err saying why (for example the port is taken); the bridge is then
  * still stopped and may be freed. Call once. */
 int sb_bridge_start(struct sb_bridge *b, char *err);
+
+/* Sets how POST /api/publish reaches MQTT (without one it answers 503).
+ * Call before sb_bridge_start(). */
+void sb_bridge_set_publisher(struct sb_bridge *b, sb_publish_fn fn, void *ctx);
 
 /* Returns the HTTP port actually bound (useful with http_port 0). */
 int sb_bridge_http_port(const struct sb_bridge *b);

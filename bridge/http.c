@@ -17,6 +17,7 @@
 #include "err.h"
 #include "event.h"
 #include "sse.h"
+#include "topic.h"
 
 #define STREAM_BLOCK 8192
 #define CONN_MEMORY_LIMIT (32 * 1024)
@@ -256,19 +257,34 @@ static int valid_device(const char *s)
   return 1;
 }
 
+/* Finds the user of a request. Returns the user (a heap string), or NULL
+ * after queueing the 401 answer into *answered. */
+static char *authenticate(struct sb__http *h, struct MHD_Connection *mc, enum MHD_Result *answered)
+{
+  struct sb_auth_request req = {
+    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+    MHD_lookup_connection_value(mc, MHD_COOKIE_KIND, h->env.cfg->jwt_cookie),
+    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "token"),
+    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "userId"),
+  };
+  char *user = NULL, www[256];
+  const char *reason;
+
+  if (sb_auth_check(h->env.auth, &req, time(NULL), &user, &reason) == 0)
+    return user;
+  snprintf(www, sizeof(www),
+           "Bearer realm=\"mqtt-sse-bridge\", error=\"invalid_token\", error_description=\"%s\"",
+           reason);
+  *answered = fail(h, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized", reason, "WWW-Authenticate", www);
+  return NULL;
+}
+
 static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *mc)
 {
   const struct sb_config *cfg = h->env.cfg;
   const char *device = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "deviceId");
   const char *last = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Last-Event-ID");
-  struct sb_auth_request req = {
-    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-    MHD_lookup_connection_value(mc, MHD_COOKIE_KIND, cfg->jwt_cookie),
-    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "token"),
-    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "userId"),
-  };
-  char *user = NULL, www[256], retry_after[16];
-  const char *reason;
+  char *user = NULL, retry_after[16];
   struct stream *s;
   struct MHD_Response *r;
   enum MHD_Result ok;
@@ -286,11 +302,8 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
     return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
                 "Last-Event-ID must be at most 128 characters without control characters", NULL,
                 NULL);
-  if (sb_auth_check(h->env.auth, &req, time(NULL), &user, &reason)) {
-    snprintf(www, sizeof(www), "Bearer realm=\"mqtt-sse-bridge\", error=\"invalid_token\", "
-                               "error_description=\"%s\"", reason);
-    return fail(h, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized", reason, "WWW-Authenticate", www);
-  }
+  if (!(user = authenticate(h, mc, &ok)))
+    return ok;
   if (!(s = calloc(1, sizeof(*s)))) {
     free(user);
     return MHD_NO;
@@ -414,6 +427,174 @@ static enum MHD_Result serve_static(struct sb__http *h, struct MHD_Connection *m
   return ok;
 }
 
+/* ---- POST /api/publish ---------------------------------------------------- */
+
+/* A request body being read; the request's con_cls. */
+struct upload {
+  char *user; /* authenticated on the first call */
+  char *buf;
+  size_t len, cap;
+  int too_large;
+};
+
+static size_t body_limit(const struct sb__http *h)
+{
+  /* The event grows by the fields the bridge adds; the body may carry a
+   * little more than the event itself. */
+  return (size_t)h->env.cfg->max_event_bytes + 1024;
+}
+
+static void upload_free(struct upload *u)
+{
+  if (!u)
+    return;
+  free(u->user);
+  free(u->buf);
+  free(u);
+}
+
+static int upload_append(struct sb__http *h, struct upload *u, const char *data, size_t n)
+{
+  if (u->too_large || u->len + n > body_limit(h)) {
+    u->too_large = 1;
+    return 0;
+  }
+  if (u->len + n + 1 > u->cap) {
+    size_t cap = (u->len + n + 1) * 2;
+    char *buf = realloc(u->buf, cap);
+    if (!buf)
+      return SB_ENOMEM;
+    u->buf = buf;
+    u->cap = cap;
+  }
+  memcpy(u->buf + u->len, data, n);
+  u->len += n;
+  u->buf[u->len] = '\0';
+  return 0;
+}
+
+static enum MHD_Result bad_request(struct sb__http *h, struct MHD_Connection *mc, const char *why)
+{
+  return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request", why, NULL, NULL);
+}
+
+/* Turns the body into the SSEEvent that goes to MQTT: the body less deviceId
+ * and userId, with sourceDeviceId set from deviceId. */
+static enum MHD_Result publish_body(struct sb__http *h, struct MHD_Connection *mc, struct upload *u)
+{
+  const struct sb_config *cfg = h->env.cfg;
+  json_error_t jerr;
+  json_t *body = NULL, *v;
+  struct sb_event_rules rules = {cfg->topic_prefix, (size_t)cfg->max_event_bytes, {0, 0}};
+  struct sb_event ev;
+  struct sb_event_error why;
+  char topic[600], *payload = NULL, reply[768], line[256];
+  const char *device, *channel;
+  enum MHD_Result ok;
+  int rc;
+
+  if (u->too_large)
+    return fail(h, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "body is over max_event_bytes",
+                NULL, NULL);
+  if (!u->buf || !(body = json_loadb(u->buf, u->len, JSON_REJECT_DUPLICATES, &jerr)) ||
+      !json_is_object(body)) {
+    json_decref(body);
+    return bad_request(h, mc, "body is not a JSON object");
+  }
+  device = json_string_value(json_object_get(body, "deviceId"));
+  channel = json_string_value(json_object_get(body, "channel"));
+  if (!device || !valid_device(device)) {
+    ok = bad_request(h, mc, "deviceId must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
+    goto done;
+  }
+  if (!channel || !sb_topic_valid_level(channel, strlen(channel))) {
+    ok = bad_request(h, mc, "channel must be a non-empty string without '/', '+', '#' or control "
+                            "characters");
+    goto done;
+  }
+  v = json_object_get(body, "userId");
+  if (v && !(json_is_string(v) && strcmp(json_string_value(v), u->user) == 0)) {
+    ok = fail(h, mc, MHD_HTTP_FORBIDDEN, "forbidden", "a user may publish only their own events",
+              NULL, NULL);
+    goto done;
+  }
+  if (json_object_get(body, "sourceDeviceId")) {
+    ok = bad_request(h, mc, "sourceDeviceId is set from deviceId; do not send it");
+    goto done;
+  }
+  snprintf(topic, sizeof(topic), "%s/%s/%s", cfg->topic_prefix, u->user, channel);
+  if (json_object_set(body, "sourceDeviceId", json_object_get(body, "deviceId")) ||
+      json_object_del(body, "deviceId") || (json_object_del(body, "userId"), 0) ||
+      !(payload = json_dumps(body, JSON_COMPACT))) {
+    ok = MHD_NO;
+    goto done;
+  }
+  /* The same checks as a message from MQTT. */
+  clock_gettime(CLOCK_REALTIME, &rules.now);
+  rc = sb_event_parse(&rules, topic, strlen(topic), payload, strlen(payload), &ev, &why);
+  if (rc) {
+    if (rc == SB_EINVAL && why.reason == SB_DROP_TOO_LARGE)
+      ok = fail(h, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", why.text, NULL, NULL);
+    else
+      ok = bad_request(h, mc, rc == SB_EINVAL ? why.text : sb_strerror(rc));
+    goto done;
+  }
+  sb_event_clear(&ev);
+  if (!h->env.publish ||
+      (rc = h->env.publish(h->env.publish_ctx, topic, payload, strlen(payload))) != 0) {
+    ok = fail(h, mc, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the MQTT side is not connected",
+              "Retry-After", "1");
+    goto done;
+  }
+  json_decref(body);
+  body = json_pack("{s:s, s:s}", "status", "accepted", "topic", topic);
+  {
+    char *out = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    snprintf(reply, sizeof(reply), "%s\n", out ? out : "{\"status\":\"accepted\"}");
+    free(out);
+  }
+  ok = answer(h, mc, MHD_HTTP_ACCEPTED, "application/json", reply, strlen(reply), NULL, NULL);
+  SB_LOG(h->env.log, SB_LOG_DEBUG, "[SSE] Published over HTTP on %s",
+         sb_log_printable(topic, line, sizeof(line)));
+
+done:
+  free(payload);
+  json_decref(body);
+  return ok;
+}
+
+static enum MHD_Result serve_publish(struct sb__http *h, struct MHD_Connection *mc,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **con_cls)
+{
+  struct upload *u = *con_cls;
+  const char *clen;
+  enum MHD_Result ok = MHD_NO;
+
+  if (!u) {
+    /* First call, headers only: refuse early what can be refused. */
+    clen = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (clen && strtoull(clen, NULL, 10) > body_limit(h))
+      return fail(h, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "body is over max_event_bytes",
+                  NULL, NULL);
+    if (!(u = calloc(1, sizeof(*u))))
+      return MHD_NO;
+    if (!(u->user = authenticate(h, mc, &ok))) {
+      free(u);
+      return ok;
+    }
+    *con_cls = u;
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    if (upload_append(h, u, upload_data, *upload_data_size))
+      return MHD_NO;
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  return publish_body(h, mc, u);
+}
+
 static enum MHD_Result preflight(struct sb__http *h, struct MHD_Connection *mc)
 {
   struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -441,7 +622,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
   int options = strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
 
   (void)version;
-  (void)upload_data;
+  if (strcmp(url, "/api/publish") == 0) {
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+      return serve_publish(h, mc, upload_data, upload_data_size, con_cls);
+    if (*con_cls == NULL)
+      *con_cls = h;
+    else if (*upload_data_size) {
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+    if (options)
+      return preflight(h, mc);
+    return fail(h, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                "the publish endpoint answers POST (and OPTIONS)", "Allow", "POST, OPTIONS");
+  }
   if (*con_cls == NULL) {
     /* Answer on the first call, once the headers are in. A request body, if
      * any, is not read: libmicrohttpd closes such a connection after the
@@ -470,6 +664,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
   if (strcmp(url, "/metrics") == 0)
     return serve_metrics(h, mc);
   return serve_static(h, mc, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+  (void)mc;
+  (void)toe;
+  if (*con_cls && *con_cls != cls)
+    upload_free(*con_cls);
+  *con_cls = NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -512,7 +716,8 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)REQUEST_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned int)(env->cfg->max_connections + 256), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
-      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
       MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "http_port: cannot listen on %s:%d (in use or not permitted)",

@@ -26,6 +26,9 @@ struct sb__http_env {
   struct sb_metrics *metrics;
   const struct sb_log *log;
   int epfd; /* the loop's epoll: streams watch their sockets for hang-ups */
+  /* POST /api/publish hands its event to this (NULL: answer 503) */
+  int (*publish)(void *ctx, const char *topic, const void *payload, size_t len);
+  void *publish_ctx;
 };
 
 /* epoll_event.data.u64 values at or above this are not stream sockets. */

@@ -138,9 +138,12 @@ int main(int argc, char **argv)
   log.level = cfg.log_level;
   raise_fd_limit(&log);
 
-  if (!(bridge = sb_bridge_new(&cfg, &log, err)) || sb_bridge_start(bridge, err) ||
-      !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) || sb_mqtt_start(mqtt, err)) {
+  if (!(bridge = sb_bridge_new(&cfg, &log, err)) ||
+      !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) ||
+      (sb_bridge_set_publisher(bridge, sb_mqtt_publish, mqtt), sb_bridge_start(bridge, err)) ||
+      sb_mqtt_start(mqtt, err)) {
     fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
+    sb_bridge_stop(bridge);
     sb_mqtt_free(mqtt);
     sb_bridge_free(bridge);
     sb_config_free(&cfg);

@@ -22,6 +22,7 @@ struct sb_mqtt {
   int started;
   atomic_int stopping;
   atomic_int done;
+  atomic_int connected;
 };
 
 #define BACKOFF_MIN_S 1
@@ -56,6 +57,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
            sb_bridge_subscription(m->b));
     return;
   }
+  atomic_store(&m->connected, 1);
   sb_bridge_set_upstream(m->b, 1);
 }
 
@@ -64,6 +66,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
   struct sb_mqtt *m = obj;
 
   (void)mosq;
+  atomic_store(&m->connected, 0);
   sb_bridge_set_upstream(m->b, 0);
   if (rc != 0)
     SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Lost the broker at %s:%d (%s); reconnecting",
@@ -185,6 +188,21 @@ static void *run(void *arg)
   }
   atomic_store(&m->done, 1);
   return NULL;
+}
+
+int sb_mqtt_publish(void *ctx, const char *topic, const void *payload, size_t len)
+{
+  struct sb_mqtt *m = ctx;
+  int rc;
+
+  if (!atomic_load(&m->connected))
+    return SB_ESTATE;
+  rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, m->cfg->mqtt_qos, false);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot publish: %s", mosquitto_strerror(rc));
+    return SB_EIO;
+  }
+  return 0;
 }
 
 int sb_mqtt_start(struct sb_mqtt *m, char *err)

@@ -23,6 +23,10 @@ struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
  * an error: the client keeps trying. Returns 0 or SB_EIO with err. */
 int sb_mqtt_start(struct sb_mqtt *m, char *err);
 
+/* Publishes an event for POST /api/publish (an sb_publish_fn; ctx is the
+ * client). Returns 0, or SB_ESTATE while the broker is away. Any thread. */
+int sb_mqtt_publish(void *ctx, const char *topic, const void *payload, size_t len);
+
 /* Disconnects and joins the client thread. Safe to call more than once. */
 void sb_mqtt_stop(struct sb_mqtt *m);
 

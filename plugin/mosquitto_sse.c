@@ -27,14 +27,23 @@ struct log_line {
   char text[];
 };
 
+/* An event from POST /api/publish waiting for the broker's thread. */
+struct outgoing {
+  struct outgoing *next;
+  size_t len;
+  char *payload; /* after topic, in the same allocation */
+  char topic[];
+};
+
 struct plugin {
   mosquitto_plugin_id_t *id;
   struct sb_config cfg;
   struct sb_log log;
   struct sb_bridge *bridge;
   pthread_t broker_thread;
-  pthread_mutex_t lock; /* guards the log lines waiting for the broker's thread */
+  pthread_mutex_t lock; /* guards what waits for the broker's thread */
   struct log_line *head, *tail;
+  struct outgoing *out_head, *out_tail;
 };
 
 static int broker_level(int level)
@@ -88,6 +97,51 @@ static void log_line(void *ctx, int level, const char *text)
   pthread_mutex_unlock(&p->lock);
 }
 
+/* The server's publisher (loop thread). The broker's own subscribers get the
+ * event when the broker's thread next ticks; SSE gets it now, since a
+ * plugin's own publish does not raise MOSQ_EVT_MESSAGE (so it is not
+ * relayed twice). */
+static int publish(void *ctx, const char *topic, const void *payload, size_t len)
+{
+  struct plugin *p = ctx;
+  size_t tlen = strlen(topic);
+  struct outgoing *o = malloc(sizeof(*o) + tlen + 1 + len);
+
+  if (!o)
+    return SB_ENOMEM;
+  sb_bridge_ingest(p->bridge, topic, payload, len);
+  o->next = NULL;
+  o->len = len;
+  memcpy(o->topic, topic, tlen + 1);
+  o->payload = o->topic + tlen + 1;
+  memcpy(o->payload, payload, len);
+  pthread_mutex_lock(&p->lock);
+  if (p->out_tail)
+    p->out_tail->next = o;
+  else
+    p->out_head = o;
+  p->out_tail = o;
+  pthread_mutex_unlock(&p->lock);
+  return 0;
+}
+
+/* Broker's thread: publishes what POST /api/publish queued. */
+static void flush_outgoing(struct plugin *p, int send)
+{
+  struct outgoing *o, *next;
+
+  pthread_mutex_lock(&p->lock);
+  o = p->out_head;
+  p->out_head = p->out_tail = NULL;
+  pthread_mutex_unlock(&p->lock);
+  for (; o; o = next) {
+    next = o->next;
+    if (send)
+      mosquitto_broker_publish_copy(NULL, o->topic, (int)o->len, o->payload, 1, false, NULL);
+    free(o);
+  }
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
   struct mosquitto_evt_message *ed = event_data;
@@ -108,6 +162,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 {
   (void)event;
   (void)event_data;
+  flush_outgoing(userdata, 1);
   flush_log(userdata);
   return MOSQ_ERR_SUCCESS;
 }
@@ -117,6 +172,7 @@ static void plugin_free(struct plugin *p)
   if (!p)
     return;
   sb_bridge_free(p->bridge);
+  flush_outgoing(p, 0);
   flush_log(p);
   sb_config_free(&p->cfg);
   pthread_mutex_destroy(&p->lock);
@@ -153,7 +209,10 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, err))
     goto fail;
   p->log.level = p->cfg.log_level;
-  if (!(p->bridge = sb_bridge_new(&p->cfg, &p->log, err)) || sb_bridge_start(p->bridge, err))
+  if (!(p->bridge = sb_bridge_new(&p->cfg, &p->log, err)))
+    goto fail;
+  sb_bridge_set_publisher(p->bridge, publish, p);
+  if (sb_bridge_start(p->bridge, err))
     goto fail;
   sb_bridge_set_upstream(p->bridge, 1);
   if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
