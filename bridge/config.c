@@ -379,6 +379,20 @@ int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
              "(or set 'auth none' for development)");
     return SB_EINVAL;
   }
+  if (cfg->auth == SB_AUTH_JWT) {
+    for (const char *p = cfg->cors_origins; *p;) {
+      size_t n;
+      while (*p == ' ' || *p == ',')
+        p++;
+      n = strcspn(p, " ,");
+      if (n == 1 && *p == '*') {
+        snprintf(err, SB_CONFIG_ERR_SIZE,
+                 "cors_origins: '*' is allowed only with 'auth none'; list the origins");
+        return SB_EINVAL;
+      }
+      p += n;
+    }
+  }
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "%s: mqtt_certfile and mqtt_keyfile go together",
              *cfg->mqtt_certfile ? "mqtt_keyfile" : "mqtt_certfile");
