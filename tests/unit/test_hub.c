@@ -1218,6 +1218,7 @@ static void test_free_with_connections_and_queues(void **state)
 
   /* everything left registered and unread is freed by sb_hub_free (ASan
    * reports a leak otherwise) */
+  f->o.max_connections = 1000;
   start(f);
   reg(f, "u1", "A", NULL, &w);
   reg(f, "u1", "A", NULL, &w);

@@ -172,6 +172,7 @@ static void test_frame_event_optional_fields(void **state)
 
   f = sb_frame_event("1", NULL, "tab", "x", 1);
   assert_non_null(f);
+  assert_int_equal(f->len, 15);
   assert_memory_equal(f->bytes, "id: 1\ndata: x\n\n", 15);
   assert_string_equal(f->id, "1");
   assert_null(f->source);
@@ -180,8 +181,8 @@ static void test_frame_event_optional_fields(void **state)
 
   f = sb_frame_event("2", "dev", NULL, "", 0);
   assert_non_null(f);
-  assert_int_equal(f->len, 15);
-  assert_memory_equal(f->bytes, "id: 2\ndata: \n\n", 15);
+  assert_int_equal(f->len, 14);
+  assert_memory_equal(f->bytes, "id: 2\ndata: \n\n", 14);
   assert_string_equal(f->source, "dev");
   assert_null(f->target);
   sb_frame_unref(f);

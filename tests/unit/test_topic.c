@@ -96,6 +96,8 @@ static void test_split_wrong_prefix(void **state)
   assert_int_equal(split("sync", "syn/u1/timer", &t), SB_EINVAL);
   /* the prefix must be followed by a slash, not just start the topic */
   assert_int_equal(split("sync", "syncx/u1/timer", &t), SB_EINVAL);
+  assert_int_equal(split("sync", "syncxu1/timer", &t), SB_EINVAL);
+  assert_int_equal(split("sync", "sync_u1/timer", &t), SB_EINVAL);
   assert_int_equal(split("sync", "sync", &t), SB_EINVAL);
   assert_int_equal(split("sync", "sync/", &t), SB_EINVAL);
   assert_int_equal(split("sync", "/sync/u1/timer", &t), SB_EINVAL);
