@@ -74,9 +74,11 @@ int sb_event_valid_timestamp(const char *s)
     p++;
     if (!digits(&p, 2))
       return 0;
-    if (*p == ':')
+    if (*p == ':') {
       p++;
-    if (*p && !digits(&p, 2))
+      if (!digits(&p, 2))
+        return 0;
+    } else if (*p && !digits(&p, 2))
       return 0;
   }
   return *p == '\0';
@@ -142,7 +144,7 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   if (len > rules->max_event_bytes)
     return fail(why, SB_DROP_TOO_LARGE, "payload is over max_event_bytes%s", NULL);
 
-  root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+  root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
   if (!root)
     return fail(why, SB_DROP_NOT_JSON, "payload is not valid JSON: %.100s", jerr.text);
   if (!json_is_object(root)) {

@@ -322,7 +322,7 @@ void sb_hub_free(struct sb_hub *hub)
   free(hub);
 }
 
-static struct sb_frame *resync_frame(const char *last_id)
+static struct sb_frame *resync_frame(const char *last_id, const char *reason)
 {
   struct timespec now;
   char ts[32], *json;
@@ -332,8 +332,7 @@ static struct sb_frame *resync_frame(const char *last_id)
   clock_gettime(CLOCK_REALTIME, &now);
   sb_event_format_time(now, ts);
   ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "channel", "system", "type", "resync",
-                 "payload", "lastEventId", last_id, "reason", "unknown_last_event_id",
-                 "timestamp", ts);
+                 "payload", "lastEventId", last_id, "reason", reason, "timestamp", ts);
   if (ev && (json = json_dumps(ev, JSON_COMPACT))) {
     f = sb_frame_event(NULL, NULL, NULL, json, strlen(json));
     free(json);
@@ -342,11 +341,17 @@ static struct sb_frame *resync_frame(const char *last_id)
   return f;
 }
 
+/* Queues the user's events after last_id that c wants. What does not fit in
+ * max_queue_bytes is left out, oldest first; an id not in the buffer, or a
+ * replay cut short, is announced with a system/resync event first. */
 static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
 {
   struct user *u = c->dev->user;
-  unsigned cap = (unsigned)hub->o.replay_buffer, start = 0, i;
-  int found = 0;
+  unsigned cap = (unsigned)hub->o.replay_buffer, start = 0, first, i;
+  size_t budget = hub->o.max_queue_bytes > c->q.bytes ? hub->o.max_queue_bytes - c->q.bytes : 0;
+  size_t sum = 0;
+  const char *reason = "unknown_last_event_id";
+  int found = 0, cut = 0;
 
   for (i = u->ring_count; i-- > 0;) {
     const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
@@ -356,14 +361,26 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
       break;
     }
   }
-  if (!found) {
-    struct sb_frame *rs = resync_frame(last_id);
+  first = u->ring_count;
+  for (i = u->ring_count; i-- > start;) {
+    const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
+    if (!wants(f, c->dev->id))
+      continue;
+    if (sum + f->len > budget) {
+      cut = 1;
+      break;
+    }
+    sum += f->len;
+    first = i;
+  }
+  if (!found || cut) {
+    struct sb_frame *rs = resync_frame(last_id, found ? "replay_truncated" : reason);
     if (rs) {
       enqueue(hub, c, rs, 0);
       sb_frame_unref(rs);
     }
   }
-  for (i = start; i < u->ring_count; i++) {
+  for (i = first; i < u->ring_count; i++) {
     struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
     if (wants(f, c->dev->id) && enqueue(hub, c, f, 0)) {
       atomic_fetch_add(&hub->m->deliveries, 1);

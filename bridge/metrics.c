@@ -59,7 +59,7 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
 
   gauge(&o, "connections", "Open SSE connections.", g->connections);
   gauge(&o, "users", "Users with at least one open SSE connection.", g->users);
-  gauge(&o, "replay_users", "Users whose replay buffer is kept.", g->replay_users);
+  gauge(&o, "replay_users", "Users the hub holds: connected, or idle with a replay buffer.", g->replay_users);
   gauge(&o, "mqtt_connected", "1 while the MQTT side is up.",
         (unsigned long long)atomic_load(&m->mqtt_connected));
   counter(&o, "events_received_total", "MQTT messages received.", atomic_load(&m->events_received));

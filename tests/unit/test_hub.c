@@ -539,7 +539,7 @@ static void test_replay_after_last_event_id(void **state)
 }
 
 /* Checks a resync frame at the start of *p and moves *p past it. */
-static void expect_resync(const char **p, const char *last_id)
+static void expect_resync_reason(const char **p, const char *last_id, const char *reason)
 {
   const char *s = *p, *end;
   json_t *j, *payload;
@@ -559,12 +559,49 @@ static void expect_resync(const char **p, const char *last_id)
   payload = json_object_get(j, "payload");
   assert_true(json_is_object(payload));
   assert_string_equal(json_string_value(json_object_get(payload, "lastEventId")), last_id);
-  assert_string_equal(json_string_value(json_object_get(payload, "reason")), "unknown_last_event_id");
+  assert_string_equal(json_string_value(json_object_get(payload, "reason")), reason);
   assert_true(json_is_string(json_object_get(j, "timestamp")));
   assert_int_equal(sb_event_valid_timestamp(json_string_value(json_object_get(j, "timestamp"))), 1);
   assert_int_equal(json_object_size(j), 4);
   json_decref(j);
   *p = end + 2;
+}
+
+static void expect_resync(const char **p, const char *last_id)
+{
+  expect_resync_reason(p, last_id, "unknown_last_event_id");
+}
+
+/* A replay that would not fit in max_queue_bytes keeps the newest events that
+ * fit and says so with a resync, so the next live event does not cut the
+ * connection. */
+static void test_replay_truncated_to_queue_limit(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+  const char *got;
+  size_t ev_len = strlen(EV("e1", "0123456789"));
+
+  f->o.max_queue_bytes = strlen(RETRY) + 2 * ev_len; /* room for two events */
+  start(f);
+  publish(f, "u1", "e0", NULL, NULL, "0123456789");
+  publish(f, "u1", "e1", NULL, NULL, "0123456789");
+  publish(f, "u1", "e2", NULL, NULL, "0123456789");
+  publish(f, "u1", "e3", NULL, NULL, "0123456789");
+
+  c = reg(f, "u1", "A", "e0", &w);
+  got = drain(c);
+  assert_true(strncmp(got, RETRY, strlen(RETRY)) == 0);
+  got += strlen(RETRY);
+  expect_resync_reason(&got, "e0", "replay_truncated");
+  assert_string_equal(got, EV("e2", "0123456789") EV("e3", "0123456789"));
+  assert_int_equal(load(&f->m.replayed), 2);
+
+  /* the connection is open and takes the next live event */
+  assert_int_equal(publish(f, "u1", "e4", NULL, NULL, "0123456789"), 1);
+  assert_int_equal(sb_conn_state(c), SB_CONN_OPEN);
+  assert_string_equal(drain(c), EV("e4", "0123456789"));
 }
 
 static void test_replay_unknown_id_resyncs(void **state)
@@ -1259,6 +1296,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_frames_are_shared, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_after_last_event_id, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_unknown_id_resyncs, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replay_truncated_to_queue_limit, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_capacity, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_zero, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_user_keeps_replay, setup, teardown),
