@@ -350,13 +350,14 @@ class DaemonBridge:
         self.log_path = os.path.join(workdir, "bridge-%d.log" % id(self))
         self.exit_code = None
         self.nofile_limit = None  # soft RLIMIT_NOFILE to give the daemon
+        self.extra_args = []      # more command-line arguments (e.g. -c FILE)
 
     def command(self, extra_args=()):
         args = [BRIDGE_BIN, "--http_port", str(self.port), "--mqtt_host", "127.0.0.1",
                 "--mqtt_port", str(self.broker.port)]
         for k, v in self.opts.items():
             args += ["--" + k, str(v)]
-        return args + list(extra_args)
+        return args + self.extra_args + list(extra_args)
 
     def _preexec(self):
         if self.nofile_limit:
@@ -377,9 +378,16 @@ class DaemonBridge:
         assert self.proc is None
         self.port = free_port()
         self.proc = self._spawn(self.command())
+        attempts = [1]
 
         def ready():
             if self.proc.poll() is not None:
+                if attempts[0] < 3 and "http_port: cannot listen" in self.logs():
+                    # the free port was taken meanwhile (parallel tests): again
+                    attempts[0] += 1
+                    self.port = free_port()
+                    self.proc = self._spawn(self.command())
+                    return False
                 raise AssertionError("mqtt-sse-bridge exited with %s at start:\n%s" %
                                      (self.proc.returncode, self.logs()))
             try:
@@ -462,7 +470,15 @@ class DaemonBridge:
 
 
 def make_bridge(broker, workdir, **opts):
-    """The bridge of the form under test (SB_FORM), not started yet."""
+    """The bridge of the form under test (SB_FORM), not started yet.
+
+    A form provides what DaemonBridge provides: form, opts, port, pid,
+    running, start(wait_healthy), stop() -> exit code, send_signal(),
+    wait_exit(), logs(), request(), healthz(), metrics(), and
+    start_expect_failure() for the configuration tests. The plugin form will
+    put "plugin <mosquitto_sse.so>" and "plugin_opt_<key> <value>" lines into
+    broker.extra_conf and (re)start the broker: there pid and the exit code
+    are the broker's, and logs() is the broker's log."""
     if FORM == "daemon":
         return DaemonBridge(broker, workdir, **opts)
     raise NotImplementedError("SB_FORM=%s: this form has no harness yet" % FORM)
@@ -548,7 +564,14 @@ class Reactor:
                     except BlockingIOError:
                         pass
                     continue
-                key.data._on_readable()
+                try:
+                    key.data._on_readable()
+                except Exception as e:  # a parse error: record it, drop the client
+                    with self.cond:
+                        key.data.error = "%s: %s" % (type(e).__name__, e)
+                        key.data.eof = True
+                        self.cond.notify_all()
+                    key.data._close_now()
             while self._calls:
                 self._calls.popleft()()
 
@@ -622,6 +645,7 @@ class SSEClient:
         self._block_id = None
         self._closed = False
         self.chunk_errors = []   # chunk framing that is not CRLF where it must be
+        self.error = None        # what the client could not parse, if anything
 
         if query is None:
             query = urllib.parse.urlencode(params or {})
@@ -751,10 +775,9 @@ class SSEClient:
             return
         self._lbuf += data
         while True:
-            i = 0
             n = len(self._lbuf)
-            while i < n and self._lbuf[i] not in (0x0A, 0x0D):
-                i += 1
+            lf, cr = self._lbuf.find(b"\n"), self._lbuf.find(b"\r")
+            i = min(x for x in (lf, cr, n) if x >= 0)
             if i == n:
                 return
             if self._lbuf[i] == 0x0D:
@@ -806,9 +829,10 @@ class SSEClient:
             if self.reactor.cond.wait_for(predicate, scaled(timeout)):
                 return
             raise AssertionError("%s: timed out after %.1fs waiting for %s; status=%s, "
-                                 "events=%r, body so far=%r" %
+                                 "events=%r, body so far=%r%s" %
                                  (self.name, scaled(timeout), what, self.status,
-                                  [e.id for e in self.events], bytes(self.body[-600:])))
+                                  [e.id for e in self.events], bytes(self.body[-600:]),
+                                  "; client error: " + self.error if self.error else ""))
 
     def wait_status(self, timeout=10):
         """Waits for the response head; returns the status code."""
@@ -872,6 +896,33 @@ def assert_quiet(clients, window=0.4):
         extra = [(c.name, c.events[b:]) for c, b in zip(clients, before) if len(c.events) > b]
     if extra:
         raise AssertionError("unexpected events arrived: %r" % extra)
+
+
+def open_stuck_stream(port, query):
+    """Opens an SSE request that is never read (a small receive buffer), for
+    the slow-client tests. Returns the socket; the caller closes it."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(("GET /api/sse?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % query).encode())
+    return s
+
+
+def pump(broker, user, pacer, batches=12, per=100, size=8000):
+    """Publishes batches*per events of about size bytes to user, one batch
+    (under the default max_queue_bytes) at a time, waiting for the pacer
+    client to read each batch. Returns the number of events published; their
+    markers are 0..n-1."""
+    pad = "x" * size
+    n = len(pacer.snapshot())
+    first = n
+    for _ in range(batches):
+        broker.publish_lines("sync/%s/timer" % user, [
+            compact({"type": "t", "payload": {"m": n + i - first, "pad": pad}})
+            for i in range(per)])
+        n += per
+        pacer.wait_events(n, timeout=20)
+    return n - first
 
 
 # ---- the test case base ------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import unittest
 
 from harness import (BridgeTestCase, ISO_MS_UTC, assert_quiet, compact, is_compact_json,
-                     scaled)
+                     open_stuck_stream, pump, scaled)
 
 
 class DeliveryTestCase(BridgeTestCase):
@@ -272,6 +272,36 @@ class WireFormat(DeliveryTestCase):
         self.assert_markers(a2, ["nul", "after"])
         self.assertEqual(a2.snapshot()[0].json["payload"]["s"], "a\x00b")
         self.assertNotIn("\n", a2.snapshot()[0].data)
+
+
+class SlowReader(BridgeTestCase):
+    """A client that stops reading must not hold up anybody else; once its
+    queue is over max_queue_bytes it is cut off, its slot freed."""
+
+    def test_a_client_that_does_not_read_blocks_nobody(self):
+        self.start_bridge()  # max_queue_bytes: 1 MiB
+        fast = self.sse("a2", "A")
+        other = self.sse("b1", "B")
+        stuck = open_stuck_stream(self.bridge.port, "deviceId=a1&userId=A")
+        try:
+            self.check_slow_reader(fast, other)
+        finally:
+            stuck.close()  # (a stop with a stuck stream is test_resilience's)
+
+    def check_slow_reader(self, fast, other):
+        self.wait_connections(3)
+        # ~10 MB in batches of 800 kB: a reader that keeps up is never over
+        # max_queue_bytes, the stuck one soon is
+        n = pump(self.broker, "A", fast)
+        self.publish("B", "timer", payload={"m": "B"})
+        self.assert_markers(fast, list(range(n)))
+        self.assert_markers(other, ["B"])
+        self.assertIn("Connection cut off: user=A device=a1", self.bridge.logs())
+        self.assertNotIn("device=a2 (queue", self.bridge.logs())
+        self.publish("A", "timer", payload={"m": "after"})
+        self.assert_markers(fast, list(range(n)) + ["after"])
+        # the stuck stream is closed and its slot freed
+        self.wait_connections(2, timeout=5)
 
 
 class Heartbeats(BridgeTestCase):
