@@ -220,25 +220,37 @@ static void free_pending(struct sb_bridge *b)
   b->head = b->tail = NULL;
 }
 
-static int wait_ms(struct sb_bridge *b, long long now)
-{
-  long long t = sb_hub_tick(b->hub, now), h = sb__http_timeout(b->http);
-  if (h >= 0 && (t < 0 || h < t))
-    t = h;
-  if (t > 60000)
-    t = 60000;
-  return (int)t;
-}
-
+/* The loop thread. Each turn: send the heartbeats that are due, let
+ * libmicrohttpd write what is queued, sleep until the next heartbeat, the
+ * next libmicrohttpd timeout, the stop deadline or an event, then take the
+ * intake queue and hang-ups. */
 static void *loop(void *arg)
 {
   struct sb_bridge *b = arg;
-  struct epoll_event evs[16];
-  long long deadline = 0;
+  struct epoll_event evs[64];
+  long long deadline = 0, now, t, h;
   struct sb_metrics_gauges g;
 
   for (;;) {
-    int n = epoll_wait(b->epfd, evs, 16, wait_ms(b, mono_ms()));
+    now = mono_ms();
+    sb_hub_tick(b->hub, now);
+    sb__http_run(b->http);
+    /* Streams registered by that run count from now on. */
+    if ((t = sb_hub_tick(b->hub, now)) == 0)
+      continue;
+    if (deadline) {
+      sb_hub_gauges(b->hub, &g);
+      if (g.connections == 0 || now >= deadline)
+        break;
+      if (t < 0 || deadline - now < t)
+        t = deadline - now;
+    }
+    h = sb__http_timeout(b->http);
+    if (h >= 0 && (t < 0 || h < t))
+      t = h;
+    if (t > 60000 || t < 0)
+      t = 60000;
+    int n = epoll_wait(b->epfd, evs, 64, (int)t);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.u64 == TAG_INTAKE)
         drain(b);
@@ -249,12 +261,6 @@ static void *loop(void *arg)
       sb__http_quiesce(b->http);
       sb_hub_close_all(b->hub);
       deadline = mono_ms() + STOP_GRACE_MS;
-    }
-    sb__http_run(b->http);
-    if (deadline) {
-      sb_hub_gauges(b->hub, &g);
-      if (g.connections == 0 || mono_ms() >= deadline)
-        break;
     }
   }
   sb_hub_gauges(b->hub, &g);

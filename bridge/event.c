@@ -35,30 +35,46 @@ void sb_event_format_time(struct timespec t, char out[32])
   snprintf(out + n, 32 - n, ".%03dZ", (int)((t.tv_nsec / 1000000) % 1000));
 }
 
-static int digits(const char **p, int n)
+/* Reads n digits at *p as a number from min to max; returns 0 if not. */
+static int number(const char **p, int n, int min, int max)
 {
-  for (int i = 0; i < n; i++, (*p)++)
+  int v = 0;
+  for (int i = 0; i < n; i++, (*p)++) {
     if (!isdigit((unsigned char)**p))
       return 0;
-  return 1;
+    v = v * 10 + (**p - '0');
+  }
+  return v >= min && v <= max;
+}
+
+static int days_in_month(int year, int month)
+{
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return month == 2 && leap ? 29 : days[month - 1];
 }
 
 int sb_event_valid_timestamp(const char *s)
 {
   const char *p = s;
+  int year, month;
 
-  if (!digits(&p, 4) || *p++ != '-' || !digits(&p, 2) || *p++ != '-' || !digits(&p, 2))
+  if (!number(&p, 4, 0, 9999) || *p++ != '-' || !number(&p, 2, 1, 12) || *p++ != '-')
+    return 0;
+  year = atoi(s);
+  month = atoi(s + 5);
+  if (!number(&p, 2, 1, days_in_month(year, month)))
     return 0;
   if (*p == '\0')
     return 1;
   if (*p != 'T' && *p != 't' && *p != ' ')
     return 0;
   p++;
-  if (!digits(&p, 2) || *p++ != ':' || !digits(&p, 2))
+  if (!number(&p, 2, 0, 23) || *p++ != ':' || !number(&p, 2, 0, 59))
     return 0;
   if (*p == ':') {
     p++;
-    if (!digits(&p, 2))
+    if (!number(&p, 2, 0, 60)) /* 60: a leap second */
       return 0;
     if (*p == '.' || *p == ',') {
       p++;
@@ -72,13 +88,13 @@ int sb_event_valid_timestamp(const char *s)
     return p[1] == '\0';
   if (*p == '+' || *p == '-') {
     p++;
-    if (!digits(&p, 2))
+    if (!number(&p, 2, 0, 23))
       return 0;
     if (*p == ':') {
       p++;
-      if (!digits(&p, 2))
+      if (!number(&p, 2, 0, 59))
         return 0;
-    } else if (*p && !digits(&p, 2))
+    } else if (*p && !number(&p, 2, 0, 59))
       return 0;
   }
   return *p == '\0';

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,11 +131,36 @@ static enum MHD_Result fail(struct sb__http *h, struct MHD_Connection *mc, unsig
   return ok;
 }
 
+/* A value of the request that holds a NUL (as %00) is replaced by this,
+ * which every check refuses (a control character). */
+static const char bad_value[] = "\x01";
+
+/* Returns a query parameter, header or cookie, or NULL when absent. */
+static const char *value(struct MHD_Connection *mc, enum MHD_ValueKind kind, const char *key)
+{
+  const char *v = NULL;
+  size_t n = 0;
+
+  if (MHD_lookup_connection_value_n(mc, kind, key, strlen(key), &v, &n) != MHD_YES)
+    return NULL;
+  if (v && strlen(v) != n)
+    return bad_value;
+  return v;
+}
+
 /* ---- the SSE stream ------------------------------------------------------- */
 
 static void stream_wake(void *ctx)
 {
   struct stream *s = ctx;
+  const union MHD_ConnectionInfo *ci;
+
+  /* Cut: the client may not be reading, so libmicrohttpd might never get to
+   * write (and close) again; end the socket itself, which it then sees. */
+  if (sb_conn_state(s->conn) == SB_CONN_CUT &&
+      (ci = MHD_get_connection_info(s->mc, MHD_CONNECTION_INFO_CONNECTION_FD)) &&
+      ci->connect_fd >= 0)
+    shutdown(ci->connect_fd, SHUT_RDWR);
   if (s->suspended) {
     s->suspended = 0;
     MHD_resume_connection(s->mc);
@@ -262,10 +288,10 @@ static int valid_device(const char *s)
 static char *authenticate(struct sb__http *h, struct MHD_Connection *mc, enum MHD_Result *answered)
 {
   struct sb_auth_request req = {
-    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-    MHD_lookup_connection_value(mc, MHD_COOKIE_KIND, h->env.cfg->jwt_cookie),
-    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "token"),
-    MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "userId"),
+    value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+    value(mc, MHD_COOKIE_KIND, h->env.cfg->jwt_cookie),
+    value(mc, MHD_GET_ARGUMENT_KIND, "token"),
+    value(mc, MHD_GET_ARGUMENT_KIND, "userId"),
   };
   char *user = NULL, www[256];
   const char *reason;
@@ -282,8 +308,8 @@ static char *authenticate(struct sb__http *h, struct MHD_Connection *mc, enum MH
 static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *mc)
 {
   const struct sb_config *cfg = h->env.cfg;
-  const char *device = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "deviceId");
-  const char *last = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Last-Event-ID");
+  const char *device = value(mc, MHD_GET_ARGUMENT_KIND, "deviceId");
+  const char *last = value(mc, MHD_HEADER_KIND, "Last-Event-ID");
   char *user = NULL, retry_after[16];
   struct stream *s;
   struct MHD_Response *r;
@@ -297,7 +323,7 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
     return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
                 "deviceId must be 1 to 128 characters of A-Z a-z 0-9 . _ : -", NULL, NULL);
   if (!last || !*last)
-    last = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "lastEventId");
+    last = value(mc, MHD_GET_ARGUMENT_KIND, "lastEventId");
   if (last && *last && !sb_sse_valid_id(last, strlen(last), SB_EVENT_ID_MAX))
     return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
                 "Last-Event-ID must be at most 128 characters without control characters", NULL,

@@ -234,6 +234,15 @@ static void conn_wake(struct sb_conn *c)
   }
 }
 
+/* Tells the carrier of c that the stream must end now, waiting or not: a
+ * client that stopped reading has a full socket and would never be read
+ * from again. */
+static void conn_end(struct sb_conn *c)
+{
+  c->waiting = 0;
+  c->wake(c->wake_ctx);
+}
+
 static void conn_cut(struct sb_hub *hub, struct sb_conn *c, const char *why)
 {
   char us[SB_LOG_SHORT_SIZE], ds[SB_LOG_SHORT_SIZE];
@@ -243,7 +252,7 @@ static void conn_cut(struct sb_hub *hub, struct sb_conn *c, const char *why)
   atomic_fetch_add(&hub->m->slow_disconnects, 1);
   SB_LOG(hub->log, SB_LOG_WARNING, "[SSE] Connection cut off: user=%s device=%s (%s)",
          sb_log_short(c->dev->user->id, us), sb_log_short(c->dev->id, ds), why);
-  conn_wake(c);
+  conn_end(c);
 }
 
 /* Queues f to c. limit: whether max_queue_bytes applies (not to replay).
@@ -606,9 +615,11 @@ void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn)
 void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn)
 {
   (void)hub;
+  if (conn->state == SB_CONN_CUT)
+    return;
   conn->state = SB_CONN_CUT;
   queue_clear(&conn->q);
-  conn_wake(conn);
+  conn_end(conn);
 }
 
 void sb_hub_close_all(struct sb_hub *hub)

@@ -23,7 +23,8 @@ struct sb_hub;
 struct sb_conn;
 
 /* Called when a connection that was waiting (sb_conn_wait) has something new
- * to read, or must close. Runs on the hub's thread, inside the hub call that
+ * to read or must close, and always when it is cut (SB_CONN_CUT), waiting or
+ * not, since its carrier must then drop it at once. Runs on the hub's thread, inside the hub call that
  * queued the data; it must not call back into the hub. */
 typedef void (*sb_conn_wake_fn)(void *ctx);
 

@@ -1038,6 +1038,7 @@ static void test_slow_connection_cut(void **state)
   /* the others are unaffected */
   assert_int_equal(sb_conn_state(fast), SB_CONN_OPEN);
   assert_string_equal(drain(fast), EV("e4", DATA40));
+
   assert_int_equal(publish(f, "u1", "e5", NULL, NULL, "x"), 1);
   assert_string_equal(drain(fast), EV("e5", "x"));
   assert_int_equal(sb_conn_read(slow, buf, sizeof(buf)), 0);
@@ -1054,6 +1055,29 @@ static void test_slow_connection_cut(void **state)
   assert_int_equal(sb_conn_state(slow), SB_CONN_CUT);
   sb_hub_unregister(f->hub, slow);
   assert_int_equal(sb_hub_connection_count(f->hub, "u1"), 1);
+}
+
+/* A cut wakes the carrier even when the connection was not waiting: a client
+ * that stopped reading is never read from again, so it must be dropped now. */
+static void test_cut_wakes_when_not_waiting(void **state)
+{
+  struct fx *f = *state;
+  struct waker wn = {0};
+  struct sb_conn *stuck;
+
+  f->o.max_queue_bytes = 200;
+  start(f);
+  stuck = reg(f, "u3", "stuck", NULL, &wn);
+  for (int i = 0; i < 3; i++)
+    publish(f, "u3", "s", NULL, NULL, DATA40);
+  assert_int_equal(sb_conn_state(stuck), SB_CONN_OPEN);
+  assert_int_equal(wn.wakes, 0);
+  publish(f, "u3", "s", NULL, NULL, DATA40);
+  assert_int_equal(sb_conn_state(stuck), SB_CONN_CUT);
+  assert_int_equal(wn.wakes, 1);
+  sb_hub_gone(f->hub, stuck); /* already cut: no second wake */
+  assert_int_equal(wn.wakes, 1);
+  assert_int_equal(load(&f->m.slow_disconnects), 1);
 }
 
 static void test_queue_limit_reading_keeps_open(void **state)
@@ -1308,6 +1332,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_tick_heartbeats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_heartbeat_on_closing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_slow_connection_cut, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_cut_wakes_when_not_waiting, setup, teardown),
     cmocka_unit_test_setup_teardown(test_queue_limit_reading_keeps_open, setup, teardown),
     cmocka_unit_test_setup_teardown(test_close_keeps_queued_bytes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_partial_reads, setup, teardown),
