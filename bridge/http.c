@@ -23,7 +23,6 @@
 #define STREAM_BLOCK 8192
 #define CONN_MEMORY_LIMIT (32 * 1024)
 #define REQUEST_TIMEOUT_S 30
-#define DEVICE_ID_MAX 128
 
 struct stream;
 
@@ -269,19 +268,6 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     unwatch(h, ci->connect_fd);
 }
 
-static int valid_device(const char *s)
-{
-  size_t n = s ? strlen(s) : 0;
-  if (n < 1 || n > DEVICE_ID_MAX)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == ':' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
 
 /* Finds the user of a request. Returns the user (a heap string), or NULL
  * after queueing the 401 answer into *answered. */
@@ -319,7 +305,7 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
   if (!device)
     return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request", "deviceId query parameter is missing",
                 NULL, NULL);
-  if (!valid_device(device))
+  if (!sb_sse_valid_device(device, strlen(device)))
     return fail(h, mc, MHD_HTTP_BAD_REQUEST, "bad_request",
                 "deviceId must be 1 to 128 characters of A-Z a-z 0-9 . _ : -", NULL, NULL);
   if (!last || !*last)
@@ -529,7 +515,7 @@ static enum MHD_Result publish_body(struct sb__http *h, struct MHD_Connection *m
   }
   device = json_string_value(json_object_get(body, "deviceId"));
   channel = json_string_value(json_object_get(body, "channel"));
-  if (!device || !valid_device(device)) {
+  if (!device || !sb_sse_valid_device(device, strlen(device))) {
     ok = bad_request(h, mc, "deviceId must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
     goto done;
   }

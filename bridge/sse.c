@@ -54,6 +54,19 @@ int sb_sse_valid_id(const char *s, size_t len, size_t max)
   return 1;
 }
 
+int sb_sse_valid_device(const char *s, size_t len)
+{
+  if (!s || len < 1 || len > SB_SSE_DEVICE_MAX)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == ':' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
 static struct sb_frame *frame_alloc(size_t len, size_t extra)
 {
   struct frame_alloc *a = malloc(sizeof(*a) + len + 1 + extra);

@@ -48,4 +48,11 @@ size_t sb_sse_format_event(char *out, size_t outlen, const char *id, const char 
  * no control characters (so no CR, LF or NUL). Pure. */
 int sb_sse_valid_id(const char *s, size_t len, size_t max);
 
+/* Longest device id, in bytes. */
+#define SB_SSE_DEVICE_MAX 128
+
+/* Returns 1 if s (len bytes) is a device id: 1 to SB_SSE_DEVICE_MAX
+ * characters of [A-Za-z0-9._:-]. Pure. */
+int sb_sse_valid_device(const char *s, size_t len);
+
 #endif
