@@ -23,6 +23,7 @@ struct sb_mqtt {
   atomic_int stopping;
   atomic_int done;
   atomic_int connected;
+  atomic_int was_up; /* subscribed during the current connection */
 };
 
 #define BACKOFF_MIN_S 1
@@ -58,6 +59,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
     return;
   }
   atomic_store(&m->connected, 1);
+  atomic_store(&m->was_up, 1);
   sb_bridge_set_upstream(m->b, 1);
 }
 
@@ -90,7 +92,11 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
   struct sb_mqtt *m = obj;
 
   (void)mosq;
-  if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+  /* libmosquitto's errors say why a connection failed (a TLS certificate
+   * that does not verify, for one). */
+  if (level & MOSQ_LOG_ERR)
+    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] %s", str);
+  else if (level & MOSQ_LOG_WARNING)
     SB_LOG(m->log, SB_LOG_DEBUG, "[MQTT] %s", str);
 }
 
@@ -175,15 +181,20 @@ static void *run(void *arg)
       delay = delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay * 2;
       continue;
     }
-    delay = BACKOFF_MIN_S;
     if (atomic_load(&m->stopping))
       break;
+    atomic_store(&m->was_up, 0);
     rc = mosquitto_loop_forever(m->mosq, 1000, 1);
     sb_bridge_set_upstream(m->b, 0);
+    /* The backoff starts again only after a connection that worked (a TLS
+     * or credentials failure happens after the TCP connect). */
+    if (atomic_load(&m->was_up))
+      delay = BACKOFF_MIN_S;
     if (rc != MOSQ_ERR_SUCCESS && !atomic_load(&m->stopping)) {
       SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s:%d ended (%s); retrying in %d s",
              m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc), delay);
       pause_s(m, delay);
+      delay = delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay * 2;
     }
   }
   atomic_store(&m->done, 1);
