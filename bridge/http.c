@@ -756,6 +756,11 @@ int sb__http_port(const struct sb__http *h)
 void sb__http_run(struct sb__http *h)
 {
   MHD_run(h->d);
+  /* libmicrohttpd closes the connections that this run ended only at the
+   * start of the next run, and its timeout does not say so: without a
+   * second run, a connection refused with 431 would stay open until
+   * something else happens. */
+  MHD_run(h->d);
 }
 
 long long sb__http_timeout(struct sb__http *h)
