@@ -19,6 +19,7 @@
 #include "event.h"
 #include "sse.h"
 #include "topic.h"
+#include "webfiles.h"
 
 #define STREAM_BLOCK 8192
 #define CONN_MEMORY_LIMIT (32 * 1024)
@@ -408,32 +409,39 @@ static const char *content_type(const char *name)
   return "application/octet-stream";
 }
 
-/* Serves a file directly inside web_root; "/" is index.html. Names are
- * limited to [A-Za-z0-9._-] not starting with a dot, so no path escapes. */
+/* Serves a file of web/: from web_root when set and the file is there, else
+ * the copy built into the server; "/" is index.html. Names are limited to
+ * [A-Za-z0-9._-] not starting with a dot, so no path escapes web_root. */
 static enum MHD_Result serve_static(struct sb__http *h, struct MHD_Connection *mc, const char *url)
 {
   const char *root = h->env.cfg->web_root, *name = url + 1;
+  const struct sb_webfile *wf;
   char path[1024];
   struct stat st;
-  struct MHD_Response *r;
+  struct MHD_Response *r = NULL;
   enum MHD_Result ok;
   int fd;
 
   if (!*name)
     name = "index.html";
-  if (!*root || name[0] == '.' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                               "0123456789._-") != strlen(name))
+  if (name[0] == '.' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789._-") != strlen(name))
     return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
-  snprintf(path, sizeof(path), "%s/%s", root, name);
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      !(r = MHD_create_response_from_fd((uint64_t)st.st_size, fd))) {
-    close(fd);
-    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
+  if (*root) {
+    snprintf(path, sizeof(path), "%s/%s", root, name);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+      if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+          !(r = MHD_create_response_from_fd((uint64_t)st.st_size, fd)))
+        close(fd);
+    }
   }
+  if (!r && (wf = sb_webfile_find(name)))
+    r = MHD_create_response_from_buffer(wf->len, (void *)wf->data, MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return fail(h, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such resource", NULL, NULL);
   MHD_add_response_header(r, "Content-Type", content_type(name));
   MHD_add_response_header(r, "Cache-Control", "no-cache");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   ok = MHD_queue_response(mc, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
   return ok;
