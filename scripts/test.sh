@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds twice (plain, and
-# with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every ctest
-# label (unit, integration) on both builds.
+# The whole test suite: installs what is missing, then
+#   build/        plain build: every label (unit, integration)
+#   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer: every label
+#   build-tsan/   ThreadSanitizer: the suites that cross the intake/loop
+#                 hand-over and the MQTT thread (daemon form)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -13,8 +15,9 @@ run_suite() { # build-dir cmake-args...
   local dir=$1; shift
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
-  (cd "$dir" && ctest --output-on-failure --timeout 600)
+  (cd "$dir" && ctest --output-on-failure --timeout 600 -j"$jobs" "${ctest_args[@]}")
 }
+ctest_args=()
 
 echo "== plain build"
 run_suite build
@@ -22,3 +25,8 @@ echo "== ASan + UBSan build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_suite build-asan -DSB_SANITIZE=ON
+echo "== TSan build"
+unset ASAN_OPTIONS
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}
+ctest_args=(-L integration -LE plugin -R '^integration_(delivery|replay|resilience|hostile|auth)')
+run_suite build-tsan -DSB_TSAN=ON
