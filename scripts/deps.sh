@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config
       libmosquitto-dev mosquitto-dev mosquitto mosquitto-clients
       libmicrohttpd-dev libjansson-dev libjwt-dev libssl-dev openssl
       libcmocka-dev python3 curl procps)
-[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev)
+[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -65,7 +65,11 @@ cat <<TXT
 
 mqtt-sse-bridge ($form form): MQTT on 127.0.0.1:$MQTT_PORT, SSE on http://127.0.0.1:$HTTP_PORT
 
-Watch as two devices of user '$user' (each in its own terminal):
+Open the demo as two devices of user '$user' (two browser windows):
+  http://127.0.0.1:$HTTP_PORT/#device=phone&token=$token
+  http://127.0.0.1:$HTTP_PORT/#device=laptop&token=$token
+
+Or watch from a terminal:
   curl -N -H 'Authorization: Bearer $token' 'http://127.0.0.1:$HTTP_PORT/api/sse?deviceId=phone'
   curl -N 'http://127.0.0.1:$HTTP_PORT/api/sse?deviceId=laptop&token=$token'
 

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scripts/deps.sh --test
+# The browser tests drive Debian's Chromium with playwright-core (Node.js 20
+# or later, as this machine has; Debian 12's own nodejs 18 is too old).
+npm ci --prefix tests/browser --no-audit --no-fund
 
 jobs=$(nproc)
 run_suite() { # build-dir cmake-args...
