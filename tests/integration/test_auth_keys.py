@@ -174,7 +174,8 @@ class UserIsolation(BridgeTestCase):
         self.publish("A", "timer", payload={"m": "a-new"})
         self.assert_markers(b1, ["b-old", "b-new"])
         for c in tries:
-            events = [e for e in c.wait_events(1) if e.json.get("channel") != "system"]
+            c.wait_event_where(lambda e: e.json.get("channel") != "system", what="A's event")
+            events = [e for e in c.snapshot() if e.json.get("channel") != "system"]
             self.assertEqual([e.json["payload"]["m"] for e in events], ["a-new"], c.name)
         assert_quiet(tries + [b1])
 
