@@ -8,8 +8,32 @@ import unittest
 
 from harness import BridgeTestCase, DaemonBridge, only_forms, scaled
 
+# (the option the message must name, the options given): each is refused.
+# test_plugin loads the plugin with the same values (less the daemon-only
+# options, which the plugin refuses as such).
+BAD_OPTIONS = [
+    ("nosuch_option", {"nosuch_option": "1"}),
+    ("http_port", {"http_port": "99999"}),
+    ("heartbeat_interval", {"heartbeat_interval": "0"}),
+    ("heartbeat_interval", {"heartbeat_interval": "soon"}),
+    ("auth", {"auth": "maybe"}),
+    ("max_connections", {"max_connections": "-1"}),
+    ("max_connections_per_user", {"max_connections_per_user": "0"}),
+    ("max_event_bytes", {"max_event_bytes": "12kB"}),
+    ("replay_buffer", {"replay_buffer": "-5"}),
+    ("retry_ms", {"retry_ms": "1.5"}),
+    ("topic_prefix", {"topic_prefix": "sync/#"}),
+    ("topic_prefix", {"topic_prefix": ""}),
+    ("sse_path", {"sse_path": "api/sse"}),
+    ("http_bind", {"http_bind": "not-an-address"}),
+    ("log_level", {"log_level": "loud"}),
+    ("mqtt_qos", {"mqtt_qos": "3"}),
+    ("mqtt_port", {"mqtt_port": "0"}),
+    ("subscribe_mode", {"subscribe_mode": "sometimes"}),
+]
 
-@only_forms("daemon")
+
+@only_forms("daemon")  # the plugin's refusals: test_plugin.Loading
 class BadConfiguration(BridgeTestCase):
 
     def assert_refused(self, name, extra_args=(), **opts):
@@ -26,27 +50,7 @@ class BadConfiguration(BridgeTestCase):
         return out
 
     def test_bad_options(self):
-        cases = [
-            ("nosuch_option", {"nosuch_option": "1"}),
-            ("http_port", {"http_port": "99999"}),
-            ("heartbeat_interval", {"heartbeat_interval": "0"}),
-            ("heartbeat_interval", {"heartbeat_interval": "soon"}),
-            ("auth", {"auth": "maybe"}),
-            ("max_connections", {"max_connections": "-1"}),
-            ("max_connections_per_user", {"max_connections_per_user": "0"}),
-            ("max_event_bytes", {"max_event_bytes": "12kB"}),
-            ("replay_buffer", {"replay_buffer": "-5"}),
-            ("retry_ms", {"retry_ms": "1.5"}),
-            ("topic_prefix", {"topic_prefix": "sync/#"}),
-            ("topic_prefix", {"topic_prefix": ""}),
-            ("sse_path", {"sse_path": "api/sse"}),
-            ("http_bind", {"http_bind": "not-an-address"}),
-            ("log_level", {"log_level": "loud"}),
-            ("mqtt_qos", {"mqtt_qos": "3"}),
-            ("mqtt_port", {"mqtt_port": "0"}),
-            ("subscribe_mode", {"subscribe_mode": "sometimes"}),
-        ]
-        for name, opts in cases:
+        for name, opts in BAD_OPTIONS:
             with self.subTest("%s=%r" % (name, list(opts.values())[0])):
                 self.assert_refused(name, **opts)
 

@@ -1,7 +1,9 @@
 """The broker goes away and comes back; the bridge is stopped with open
 streams (issue 2: reconnect with backoff, /healthz says so meanwhile,
 delivery resumes by itself; SIGINT/SIGTERM end every stream cleanly and
-exit 0)."""
+exit 0). In the plugin form the signals go to the broker, which is the
+bridge (issue 3: broker shutdown ends every stream cleanly); what a broker
+restart means there is in test_plugin."""
 
 import signal
 import time
@@ -11,7 +13,7 @@ from harness import (BridgeTestCase, assert_quiet, only_forms, open_stuck_stream
                      wait_until)
 
 
-@only_forms("daemon")  # in plugin form the broker is the bridge
+@only_forms("daemon")  # only the daemon reconnects to a broker (plugin: test_plugin.Restart)
 class BrokerOutage(BridgeTestCase):
 
     def health(self):
@@ -107,15 +109,12 @@ class Stopping(BridgeTestCase):
             self.assertTrue(bytes(c.wire).endswith(b"0\r\n\r\n"), bytes(c.wire[-40:]))
         self.assertEqual(streams[3].markers(), [])
 
-    @only_forms("daemon")
     def test_sigterm_ends_streams_cleanly_and_exits_0(self):
         self.stop_with_open_streams(signal.SIGTERM)
 
-    @only_forms("daemon")
     def test_sigint_ends_streams_cleanly_and_exits_0(self):
         self.stop_with_open_streams(signal.SIGINT)
 
-    @only_forms("daemon")
     def test_sigterm_with_a_client_that_does_not_read(self):
         # the clean stop waits a short grace for streams to flush, not for
         # the next heartbeat (25 s by default)
@@ -134,7 +133,6 @@ class Stopping(BridgeTestCase):
         self.assertEqual(rc, 0)
         self.assertTrue(fast.ended)
 
-    @only_forms("daemon")
     def test_sigterm_while_a_client_sends_a_request_slowly(self):
         import socket
         self.start_bridge()
