@@ -20,6 +20,8 @@
 #include "metrics.h"
 #include "sse.h"
 
+/* The longest the loop sleeps between two runs of libmicrohttpd. */
+#define HTTP_POLL_MS 500
 /* How long a clean stop waits for streams to flush their last bytes. */
 #define STOP_GRACE_MS 2000
 /* Users without connections whose replay buffer is kept (least recently
@@ -248,8 +250,11 @@ static void *loop(void *arg)
     h = sb__http_timeout(b->http);
     if (h >= 0 && (t < 0 || h < t))
       t = h;
-    if (t > 60000 || t < 0)
-      t = 60000;
+    /* libmicrohttpd (0.9.75, external epoll) sometimes leaves a request
+     * that overflowed its memory pool unprocessed until it next runs, and
+     * its timeout does not say so: wake at least this often. */
+    if (t > HTTP_POLL_MS || t < 0)
+      t = HTTP_POLL_MS;
     int n = epoll_wait(b->epfd, evs, 64, (int)t);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.u64 == TAG_INTAKE)

@@ -3,7 +3,7 @@
 #   build/        plain build: every label (unit, integration)
 #   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer: every label
 #   build-tsan/   ThreadSanitizer: the suites that cross the intake/loop
-#                 hand-over and the MQTT thread (daemon form)
+#                 hand-over, the MQTT thread and the broker thread (both forms)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,5 +31,5 @@ run_suite build-asan -DSB_SANITIZE=ON
 echo "== TSan build"
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}
-ctest_args=(-L integration -LE plugin -R '^integration_(delivery|replay|resilience|hostile|auth)')
+ctest_args=(-L integration -R '^integration_(delivery|replay|resilience|hostile|auth)')
 run_suite build-tsan -DSB_TSAN=ON
