@@ -134,6 +134,9 @@ void lg_pub_free(struct lg_pub *p);
 /* Reads RSS and CPU time of n processes into out; out->ok is 0 when one of
  * them could not be read (it has exited). */
 void lg_proc_read(const pid_t *pids, int n, struct lg_proc_sample *out);
+/* Returns the kernel memory that sockets use, machine-wide, in kB: slab
+ * (socket, TCP, file and epoll objects) plus TCP buffer pages; -1 if unknown. */
+long lg_kernel_kb(void);
 /* Returns CLOCK_MONOTONIC in ns. */
 int64_t lg_now_ns(void);
 

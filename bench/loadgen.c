@@ -345,7 +345,24 @@ static void run_loop(struct run *r, enum phase ph, int64_t until)
   }
 }
 
-/* ---- the report ----------------------------------------------------------- */
+/* ---- the report ---------------------------------------------------------- */
+
+/* What a run measured. */
+struct result {
+  size_t held, failed, lost, complete;
+  double connect_s;
+  long rss_before_kb, rss_after_kb;
+  double rss_per_conn, kernel_per_conn;
+  double idle_pct, gen_idle_pct;
+  uint64_t expected, missing;
+  double pub_s, dps, p50, p99, pmax;
+  double srv_cpu, srv_us, srv_pct, gen_pct;
+  int procs_ok;
+  /* samples: before connecting, after settling, after the hold, around publishing */
+  struct lg_proc_sample p0, p1, p2, p3, p4;
+  long k0, k1;
+  double c_hold0, c_hold1, c_pub0, c_pub1;
+};
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -362,210 +379,265 @@ static double pct_ms(const uint32_t *v, size_t n, double p)
   return (double)v[i] / 1e6;
 }
 
-int main(int argc, char **argv)
+/* Turns the samples of res into the figures of the report. */
+static void summarise(struct run *r, struct result *res)
 {
-  struct run *r;
-  struct opts o;
+  const struct opts *o = &r->o;
+
+  res->failed = r->ss.failed + (r->ss.n - r->ss.next);
+  res->lost = r->ss.lost;
+  res->rss_before_kb = res->p0.rss_kb;
+  res->rss_after_kb = res->p1.rss_kb;
+  if (res->held) {
+    res->rss_per_conn = (double)(res->p1.rss_kb - res->p0.rss_kb) * 1024.0 / (double)res->held;
+    if (res->k0 >= 0 && res->k1 >= 0)
+      res->kernel_per_conn = (double)(res->k1 - res->k0) * 1024.0 / (double)res->held;
+  }
+  if (o->hold > 0) {
+    res->idle_pct = (res->p2.cpu_s - res->p1.cpu_s) / o->hold * 100.0;
+    res->gen_idle_pct = (res->c_hold1 - res->c_hold0) / o->hold * 100.0;
+  }
+  for (size_t i = 0; i < r->published; i++)
+    res->expected += r->ev_exp[i];
+  res->missing = res->expected > r->deliveries ? res->expected - r->deliveries : 0;
+  for (size_t i = 0; i < r->ss.n; i++) {
+    const struct lg_stream *st = &r->ss.s[i];
+    if (r->user_events[st->user] > 0 && st->received == r->user_events[st->user])
+      res->complete++;
+  }
+  res->srv_cpu = res->p4.cpu_s - res->p3.cpu_s;
+  if (r->published && r->deliveries) {
+    double gen_cpu = res->c_pub1 - res->c_pub0;
+    res->pub_s = (double)(r->t_last_deliv - r->t_first_pub) / NS;
+    if (res->pub_s <= 0)
+      res->pub_s = 1e-9;
+    res->dps = (double)r->deliveries / res->pub_s;
+    res->srv_us = res->srv_cpu / (double)r->deliveries * 1e6;
+    res->srv_pct = res->srv_cpu / res->pub_s * 100.0;
+    res->gen_pct = gen_cpu / res->pub_s * 100.0;
+    qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u32);
+    res->p50 = pct_ms(r->lat, r->nlat, 0.50);
+    res->p99 = pct_ms(r->lat, r->nlat, 0.99);
+    res->pmax = r->nlat ? (double)r->lat[r->nlat - 1] / 1e6 : 0;
+  }
+  res->procs_ok = res->p0.ok && res->p4.ok;
+}
+
+static void print_text(const struct run *r, const struct result *res)
+{
+  const struct opts *o = &r->o;
+
+  printf("%s: streams %zu/%zu held (%zu failed, %zu lost), connected in %.2f s\n", o->label,
+         res->held, r->ss.n, res->failed, res->lost, res->connect_s);
+  if (o->npids) {
+    printf("  server RSS %ld -> %ld kB: %.0f B per stream%s\n", res->rss_before_kb,
+           res->rss_after_kb, res->rss_per_conn,
+           res->procs_ok ? "" : " (a server process was not readable)");
+    for (int i = 0; i < o->npids; i++)
+      printf("    pid %d: RSS %ld -> %ld kB, CPU publish %.3f s, hold %.3f s\n", (int)o->pids[i],
+             res->p0.pid_rss_kb[i], res->p1.pid_rss_kb[i],
+             res->p4.pid_cpu_s[i] - res->p3.pid_cpu_s[i],
+             res->p2.pid_cpu_s[i] - res->p1.pid_cpu_s[i]);
+  }
+  printf("  kernel socket memory (both ends, machine-wide): %.0f B per stream\n",
+         res->kernel_per_conn);
+  if (o->hold > 0)
+    printf("  idle %.1f s: server CPU %.2f %%, loadgen CPU %.2f %%\n", o->hold, res->idle_pct,
+           res->gen_idle_pct);
+  if (o->events > 0) {
+    printf("  events %zu published (%zu errors, backlog max %zu, %zu given up), deliveries %llu "
+           "of %llu (missing %llu, dup %llu, wrong user %llu, unknown %llu)\n",
+           r->published, lg_pub_errors(r->pub), r->max_backlog, r->stalls,
+           (unsigned long long)r->deliveries, (unsigned long long)res->expected,
+           (unsigned long long)res->missing, (unsigned long long)r->dups,
+           (unsigned long long)r->wrong, (unsigned long long)r->unknown);
+    printf("  %.3f s: %.0f deliveries/s, latency p50 %.3f ms p99 %.3f ms max %.3f ms\n",
+           res->pub_s, res->dps, res->p50, res->p99, res->pmax);
+    printf("  server CPU %.3f s = %.3f us per delivery (%.0f %% of a core); loadgen CPU %.0f %%\n",
+           res->srv_cpu, res->srv_us, res->srv_pct, res->gen_pct);
+    printf("  streams that got every event of their user: %zu of %zu\n", res->complete,
+           res->held);
+  }
+}
+
+static void print_json(const struct run *r, const struct result *res)
+{
+  printf("{\"label\":\"%s\",\"streams\":%zu,\"held\":%zu,\"failed\":%zu,\"lost\":%zu,"
+         "\"connect_s\":%.3f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
+         "\"rss_per_conn_b\":%.1f,\"kernel_per_conn_b\":%.1f,\"hold_s\":%.1f,"
+         "\"idle_cpu_pct\":%.3f,\"gen_idle_cpu_pct\":%.3f,\"events\":%zu,\"pub_errors\":%zu,"
+         "\"max_backlog\":%zu,\"deliveries\":%llu,\"expected\":%llu,\"missing\":%llu,"
+         "\"dups\":%llu,\"wrong_user\":%llu,\"complete_streams\":%zu,\"duration_s\":%.4f,"
+         "\"deliveries_per_s\":%.1f,\"lat_p50_ms\":%.4f,\"lat_p99_ms\":%.4f,"
+         "\"lat_max_ms\":%.4f,\"srv_cpu_s\":%.3f,\"srv_cpu_us_per_delivery\":%.4f,"
+         "\"srv_cpu_pct\":%.1f,\"gen_cpu_pct\":%.1f,\"procs_ok\":%d}\n",
+         r->o.label, r->ss.n, res->held, res->failed, res->lost, res->connect_s,
+         res->rss_before_kb, res->rss_after_kb, res->rss_per_conn, res->kernel_per_conn,
+         r->o.hold, res->idle_pct, res->gen_idle_pct, r->published,
+         r->pub ? lg_pub_errors(r->pub) : 0, r->max_backlog, (unsigned long long)r->deliveries,
+         (unsigned long long)res->expected, (unsigned long long)res->missing,
+         (unsigned long long)r->dups, (unsigned long long)r->wrong, res->complete, res->pub_s,
+         res->dps, res->p50, res->p99, res->pmax, res->srv_cpu, res->srv_us, res->srv_pct,
+         res->gen_pct, res->procs_ok);
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+/* Allocates the run and its tables, connects the publisher. NULL after
+ * printing why. */
+static struct run *run_new(const struct opts *o)
+{
+  struct run *r = calloc(1, sizeof(*r));
   struct sockaddr_in dst;
   struct in_addr src[LG_MAX_SOURCES];
-  struct lg_proc_sample p0, p1, p2, p3, p4;
   char err[256], host[64];
-  long nofile;
-  int64_t t0, t_open = 0, t_pub_end = 0, deadline;
-  double c_hold0 = 0, c_hold1 = 0, c_pub0 = 0, c_pub1 = 0, connect_s, pub_s = 0;
-  size_t held, complete = 0;
-  uint64_t expected = 0;
   int port;
-  int rc = 1;
 
-  if (parse_opts(argc, argv, &o))
-    return 2;
-  signal(SIGPIPE, SIG_IGN);
-  nofile = raise_nofile();
-  if (!(r = calloc(1, sizeof(*r))))
-    return 1;
-  r->o = o;
+  if (!r)
+    return NULL;
+  r->o = *o;
   r->tfd = -1;
-  t0 = lg_now_ns();
-  r->base = ((t0 / 1000 ^ (int64_t)getpid() * 7919) % 1000000 + 1) * 1000000000LL;
-  deadline = t0 + (int64_t)(o.timeout * NS);
-  if ((size_t)o.users * (size_t)o.devices + 64 > (size_t)nofile)
-    fprintf(stderr, "loadgen: %d streams need more than the open-file limit %ld\n",
-            o.users * o.devices, nofile);
-
+  r->base = ((lg_now_ns() / 1000 ^ (int64_t)getpid() * 7919) % 1000000 + 1) * 1000000000LL;
   memset(&dst, 0, sizeof(dst));
   dst.sin_family = AF_INET;
-  dst.sin_port = htons((uint16_t)o.port);
-  if (inet_pton(AF_INET, o.host, &dst.sin_addr) != 1) {
-    fprintf(stderr, "loadgen: --host %s: not an IPv4 address\n", o.host);
-    return 2;
+  dst.sin_port = htons((uint16_t)o->port);
+  if (inet_pton(AF_INET, o->host, &dst.sin_addr) != 1) {
+    fprintf(stderr, "loadgen: --host %s: not an IPv4 address\n", o->host);
+    free(r);
+    return NULL;
   }
-  for (int i = 0; i < o.sources; i++)
-    src[i].s_addr = htonl((127u << 24) | (uint32_t)(o.source_first + i));
+  for (int i = 0; i < o->sources; i++)
+    src[i].s_addr = htonl((127u << 24) | (uint32_t)(o->source_first + i));
   if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-      lg_streams_init(&r->ss, r->epfd, o.users, o.devices, &dst, src, o.sources, o.path,
-                      o.host, on_delivery, r) != 0 ||
-      !(r->user_open = calloc((size_t)o.users, sizeof(uint32_t))) ||
-      !(r->user_events = calloc((size_t)o.users, sizeof(uint32_t))) ||
-      !(r->ev_got = calloc((size_t)o.events + 1, sizeof(uint32_t))) ||
-      !(r->ev_exp = calloc((size_t)o.events + 1, sizeof(uint32_t)))) {
+      lg_streams_init(&r->ss, r->epfd, o->users, o->devices, &dst, src, o->sources, o->path,
+                      o->host, on_delivery, r) != 0 ||
+      !(r->user_open = calloc((size_t)o->users, sizeof(uint32_t))) ||
+      !(r->user_events = calloc((size_t)o->users, sizeof(uint32_t))) ||
+      !(r->ev_got = calloc((size_t)o->events + 1, sizeof(uint32_t))) ||
+      !(r->ev_exp = calloc((size_t)o->events + 1, sizeof(uint32_t)))) {
     fprintf(stderr, "loadgen: out of memory\n");
-    return 1;
+    return r; /* the caller frees what was made */
   }
-
-  if (o.events > 0) {
-    if (host_port(o.mqtt ? o.mqtt : o.http_pub, host, sizeof(host), &port) != 0) {
+  if (o->events > 0) {
+    if (host_port(o->mqtt ? o->mqtt : o->http_pub, host, sizeof(host), &port) != 0) {
       fprintf(stderr, "loadgen: expected host:port\n");
-      return 2;
+      return r;
     }
-    r->pub = o.mqtt ? lg_pub_mqtt_new(r->epfd, host, port, o.qos, o.topic, err)
-                    : lg_pub_http_new(r->epfd, host, port, o.pub_path, o.pub_conns, err);
-    if (!r->pub) {
+    r->pub = o->mqtt ? lg_pub_mqtt_new(r->epfd, host, port, o->qos, o->topic, err)
+                     : lg_pub_http_new(r->epfd, host, port, o->pub_path, o->pub_conns, err);
+    if (!r->pub)
       fprintf(stderr, "loadgen: %s\n", err);
-      goto out;
-    }
   }
+  return r;
+}
 
-  /* connect */
-  lg_proc_read(o.pids, o.npids, &p0);
-  run_loop(r, PH_CONNECT, t0 + (int64_t)(o.connect_timeout * NS));
-  t_open = lg_now_ns();
-  connect_s = (double)(t_open - t0) / NS;
-  fprintf(stderr, "loadgen: %s: %zu of %zu streams open in %.2f s (%zu failed)\n", o.label,
-          r->ss.open, r->ss.n, connect_s, r->ss.failed + (r->ss.n - r->ss.next));
-
-  /* settle, then the memory the streams cost */
-  run_loop(r, PH_WAIT, lg_now_ns() + (int64_t)(o.settle * NS));
-  lg_proc_read(o.pids, o.npids, &p1);
-  held = r->ss.open;
-
-  /* hold: idle CPU */
-  p2 = p1;
-  if (o.hold > 0) {
-    c_hold0 = own_cpu_s();
-    run_loop(r, PH_WAIT, lg_now_ns() + (int64_t)(o.hold * NS));
-    c_hold1 = own_cpu_s();
-    lg_proc_read(o.pids, o.npids, &p2);
-  }
-
-  /* publish */
-  p3 = p4 = p2;
-  if (o.events > 0) {
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = LG_TAG(LG_K_TIMER, 0)};
-    for (size_t i = 0; i < r->ss.n; i++)
-      if (r->ss.s[i].state == LG_ST_OPEN)
-        r->user_open[r->ss.s[i].user]++;
-    if (o.rate > 0) {
-      long long period = (long long)(1e9 / o.rate);
-      struct itimerspec its = {{period / NS, period % NS}, {0, 1}};
-      if ((r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
-          epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) != 0 ||
-          timerfd_settime(r->tfd, 0, &its, NULL) != 0) {
-        fprintf(stderr, "loadgen: timerfd: %s\n", strerror(errno));
-        goto out;
-      }
-    }
-    lg_proc_read(o.pids, o.npids, &p3);
-    c_pub0 = own_cpu_s();
-    r->t_progress = lg_now_ns();
-    run_loop(r, PH_PUBLISH, deadline);
-    t_pub_end = lg_now_ns();
-    c_pub1 = own_cpu_s();
-    lg_proc_read(o.pids, o.npids, &p4);
-    if (r->published < (size_t)o.events)
-      fprintf(stderr, "loadgen: %s: the time ran out after %zu of %ld events\n", o.label,
-              r->published, o.events);
-    for (size_t i = 0; i < r->published; i++)
-      expected += r->ev_exp[i];
-    for (size_t i = 0; i < r->ss.n; i++) {
-      const struct lg_stream *st = &r->ss.s[i];
-      if (r->user_events[st->user] > 0 && st->received == r->user_events[st->user])
-        complete++;
-    }
-  }
-
-  /* report */
-  {
-    double rss_per_conn = held ? (double)(p1.rss_kb - p0.rss_kb) * 1024.0 / (double)held : 0;
-    double idle_pct = o.hold > 0 ? (p2.cpu_s - p1.cpu_s) / o.hold * 100.0 : 0;
-    double gen_idle_pct = o.hold > 0 ? (c_hold1 - c_hold0) / o.hold * 100.0 : 0;
-    double srv_cpu = p4.cpu_s - p3.cpu_s, gen_cpu = c_pub1 - c_pub0;
-    double dps = 0, srv_us = 0, srv_pct = 0, gen_pct = 0;
-    double p50 = 0, p99 = 0, pmax = 0;
-    uint64_t missing = expected > r->deliveries ? expected - r->deliveries : 0;
-
-    if (r->published && r->deliveries) {
-      pub_s = (double)(r->t_last_deliv - r->t_first_pub) / NS;
-      if (pub_s <= 0)
-        pub_s = 1e-9;
-      dps = (double)r->deliveries / pub_s;
-      srv_us = srv_cpu / (double)r->deliveries * 1e6;
-      srv_pct = srv_cpu / pub_s * 100.0;
-      gen_pct = gen_cpu / pub_s * 100.0;
-      qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u32);
-      p50 = pct_ms(r->lat, r->nlat, 0.50);
-      p99 = pct_ms(r->lat, r->nlat, 0.99);
-      pmax = r->nlat ? (double)r->lat[r->nlat - 1] / 1e6 : 0;
-    }
-    (void)t_pub_end;
-    printf("%s: streams %zu/%zu held (%zu failed, %zu lost), connected in %.2f s\n", o.label,
-           held, r->ss.n, r->ss.failed + (r->ss.n - r->ss.next), r->ss.lost, connect_s);
-    if (o.npids) {
-      printf("  server RSS %ld -> %ld kB: %.0f B per stream%s\n", p0.rss_kb, p1.rss_kb,
-             rss_per_conn, p0.ok && p4.ok ? "" : " (a server process was not readable)");
-      for (int i = 0; i < o.npids; i++)
-        printf("    pid %d: RSS %ld -> %ld kB, CPU publish %.3f s, hold %.3f s\n", (int)o.pids[i],
-               p0.pid_rss_kb[i], p1.pid_rss_kb[i], p4.pid_cpu_s[i] - p3.pid_cpu_s[i],
-               p2.pid_cpu_s[i] - p1.pid_cpu_s[i]);
-    }
-    if (o.hold > 0)
-      printf("  idle %.1f s: server CPU %.2f %%, loadgen CPU %.2f %%\n", o.hold, idle_pct,
-             gen_idle_pct);
-    if (o.events > 0) {
-      printf("  events %zu published (%zu errors, backlog max %zu, %zu given up), "
-             "deliveries %llu of %llu (missing %llu, dup %llu, wrong user %llu, unknown %llu)\n",
-             r->published, lg_pub_errors(r->pub), r->max_backlog, r->stalls,
-             (unsigned long long)r->deliveries, (unsigned long long)expected,
-             (unsigned long long)missing, (unsigned long long)r->dups,
-             (unsigned long long)r->wrong, (unsigned long long)r->unknown);
-      printf("  %.3f s: %.0f deliveries/s, latency p50 %.3f ms p99 %.3f ms max %.3f ms\n", pub_s,
-             dps, p50, p99, pmax);
-      printf("  server CPU %.3f s = %.3f us per delivery (%.0f %% of a core); loadgen CPU %.0f %%\n",
-             srv_cpu, srv_us, srv_pct, gen_pct);
-      printf("  streams that got every event of their user: %zu of %zu\n", complete, held);
-    }
-    if (o.json)
-      printf("{\"label\":\"%s\",\"streams\":%zu,\"held\":%zu,\"failed\":%zu,\"lost\":%zu,"
-             "\"connect_s\":%.3f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
-             "\"rss_per_conn_b\":%.1f,\"hold_s\":%.1f,\"idle_cpu_pct\":%.3f,"
-             "\"gen_idle_cpu_pct\":%.3f,\"events\":%zu,\"pub_errors\":%zu,\"max_backlog\":%zu,"
-             "\"deliveries\":%llu,\"expected\":%llu,\"missing\":%llu,\"dups\":%llu,"
-             "\"wrong_user\":%llu,\"complete_streams\":%zu,\"duration_s\":%.4f,"
-             "\"deliveries_per_s\":%.1f,\"lat_p50_ms\":%.4f,\"lat_p99_ms\":%.4f,"
-             "\"lat_max_ms\":%.4f,\"srv_cpu_s\":%.3f,\"srv_cpu_us_per_delivery\":%.4f,"
-             "\"srv_cpu_pct\":%.1f,\"gen_cpu_pct\":%.1f,\"procs_ok\":%d}\n",
-             o.label, r->ss.n, held, r->ss.failed + (r->ss.n - r->ss.next), r->ss.lost, connect_s,
-             p0.rss_kb, p1.rss_kb, rss_per_conn, o.hold, idle_pct, gen_idle_pct, r->published,
-             r->pub ? lg_pub_errors(r->pub) : 0, r->max_backlog,
-             (unsigned long long)r->deliveries, (unsigned long long)expected,
-             (unsigned long long)missing, (unsigned long long)r->dups,
-             (unsigned long long)r->wrong, complete, pub_s, dps, p50, p99, pmax, srv_cpu, srv_us,
-             srv_pct, gen_pct, p0.ok && p4.ok);
-    fflush(stdout);
-  }
-  rc = 0;
-
-out:
+static void run_free(struct run *r)
+{
+  if (!r)
+    return;
   lg_pub_free(r->pub);
   lg_streams_free(&r->ss);
   if (r->tfd >= 0)
     close(r->tfd);
-  close(r->epfd);
+  if (r->epfd > 0)
+    close(r->epfd);
   free(r->ev_got);
   free(r->ev_exp);
   free(r->user_open);
   free(r->user_events);
   free(r->lat);
   free(r);
+}
+
+/* The publish phase: events at the rate (a timer) or by the window. */
+static int publish_phase(struct run *r, struct result *res, int64_t deadline)
+{
+  const struct opts *o = &r->o;
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = LG_TAG(LG_K_TIMER, 0)};
+
+  for (size_t i = 0; i < r->ss.n; i++)
+    if (r->ss.s[i].state == LG_ST_OPEN)
+      r->user_open[r->ss.s[i].user]++;
+  if (o->rate > 0) {
+    long long period = (long long)(1e9 / o->rate);
+    struct itimerspec its = {{period / NS, period % NS}, {0, 1}};
+    if ((r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
+        epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) != 0 ||
+        timerfd_settime(r->tfd, 0, &its, NULL) != 0) {
+      fprintf(stderr, "loadgen: timerfd: %s\n", strerror(errno));
+      return -1;
+    }
+  }
+  lg_proc_read(o->pids, o->npids, &res->p3);
+  res->c_pub0 = own_cpu_s();
+  r->t_progress = lg_now_ns();
+  run_loop(r, PH_PUBLISH, deadline);
+  res->c_pub1 = own_cpu_s();
+  lg_proc_read(o->pids, o->npids, &res->p4);
+  if (r->published < (size_t)o->events)
+    fprintf(stderr, "loadgen: %s: the time ran out after %zu of %ld events\n", o->label,
+            r->published, o->events);
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  struct opts o;
+  struct run *r;
+  struct result res;
+  long nofile;
+  int64_t t0, deadline;
+  int rc = 1;
+
+  if (parse_opts(argc, argv, &o))
+    return 2;
+  signal(SIGPIPE, SIG_IGN);
+  nofile = raise_nofile();
+  if ((size_t)o.users * (size_t)o.devices + 64 > (size_t)nofile)
+    fprintf(stderr, "loadgen: %d streams need more than the open-file limit %ld\n",
+            o.users * o.devices, nofile);
+  t0 = lg_now_ns();
+  deadline = t0 + (int64_t)(o.timeout * NS);
+  if (!(r = run_new(&o)) || !r->ev_exp || (o.events > 0 && !r->pub))
+    goto out;
+  memset(&res, 0, sizeof(res));
+
+  /* connect */
+  lg_proc_read(o.pids, o.npids, &res.p0);
+  res.k0 = lg_kernel_kb();
+  run_loop(r, PH_CONNECT, t0 + (int64_t)(o.connect_timeout * NS));
+  res.connect_s = (double)(lg_now_ns() - t0) / NS;
+  fprintf(stderr, "loadgen: %s: %zu of %zu streams open in %.2f s (%zu failed)\n", o.label,
+          r->ss.open, r->ss.n, res.connect_s, r->ss.failed + (r->ss.n - r->ss.next));
+
+  /* settle, then what the streams cost in memory */
+  run_loop(r, PH_WAIT, lg_now_ns() + (int64_t)(o.settle * NS));
+  lg_proc_read(o.pids, o.npids, &res.p1);
+  res.k1 = lg_kernel_kb();
+  res.held = r->ss.open;
+
+  /* hold: what nothing costs */
+  res.p2 = res.p1;
+  if (o.hold > 0) {
+    res.c_hold0 = own_cpu_s();
+    run_loop(r, PH_WAIT, lg_now_ns() + (int64_t)(o.hold * NS));
+    res.c_hold1 = own_cpu_s();
+    lg_proc_read(o.pids, o.npids, &res.p2);
+  }
+
+  /* publish */
+  res.p3 = res.p4 = res.p2;
+  if (o.events > 0 && publish_phase(r, &res, deadline) != 0)
+    goto out;
+
+  summarise(r, &res);
+  print_text(r, &res);
+  if (o.json)
+    print_json(r, &res);
+  fflush(stdout);
+  rc = 0;
+
+out:
+  run_free(r);
   return rc;
 }

@@ -64,3 +64,32 @@ void lg_proc_read(const pid_t *pids, int n, struct lg_proc_sample *out)
     out->cpu_s += c;
   }
 }
+
+long lg_kernel_kb(void)
+{
+  char line[256];
+  long slab = -1, pages = -1;
+  FILE *f;
+
+  if ((f = fopen("/proc/meminfo", "r"))) {
+    while (fgets(line, sizeof(line), f))
+      if (!strncmp(line, "Slab:", 5)) {
+        slab = strtol(line + 5, NULL, 10);
+        break;
+      }
+    fclose(f);
+  }
+  if ((f = fopen("/proc/net/sockstat", "r"))) {
+    while (fgets(line, sizeof(line), f)) {
+      char *m;
+      if (!strncmp(line, "TCP:", 4) && (m = strstr(line, " mem "))) {
+        pages = strtol(m + 5, NULL, 10);
+        break;
+      }
+    }
+    fclose(f);
+  }
+  if (slab < 0 || pages < 0)
+    return -1;
+  return slab + pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
