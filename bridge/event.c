@@ -198,7 +198,8 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
 
   v = json_object_get(root, "timestamp");
   if (v && !json_is_null(v)) {
-    if (!json_is_string(v) || !sb_event_valid_timestamp(json_string_value(v))) {
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+        !sb_event_valid_timestamp(json_string_value(v))) {
       rc = fail(why, SB_DROP_BAD_TIMESTAMP, "field 'timestamp' must be an ISO 8601 string%s", NULL);
       goto error;
     }

@@ -359,7 +359,7 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
   unsigned cap = (unsigned)hub->o.replay_buffer, start = 0, first, i;
   size_t budget = hub->o.max_queue_bytes > c->q.bytes ? hub->o.max_queue_bytes - c->q.bytes : 0;
   size_t sum = 0;
-  const char *reason = "unknown_last_event_id";
+  struct sb_frame *rs;
   int found = 0, cut = 0;
 
   for (i = u->ring_count; i-- > 0;) {
@@ -370,6 +370,10 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
       break;
     }
   }
+  /* a resync may have to come first: keep room for it in any case */
+  rs = resync_frame(last_id, found ? "replay_truncated" : "unknown_last_event_id");
+  if (rs)
+    budget = budget > rs->len ? budget - rs->len : 0;
   first = u->ring_count;
   for (i = u->ring_count; i-- > start;) {
     const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
@@ -382,13 +386,9 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
     sum += f->len;
     first = i;
   }
-  if (!found || cut) {
-    struct sb_frame *rs = resync_frame(last_id, found ? "replay_truncated" : reason);
-    if (rs) {
-      enqueue(hub, c, rs, 0);
-      sb_frame_unref(rs);
-    }
-  }
+  if (rs && (!found || cut))
+    enqueue(hub, c, rs, 0);
+  sb_frame_unref(rs);
   for (i = first; i < u->ring_count; i++) {
     struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
     if (wants(f, c->dev->id) && enqueue(hub, c, f, 0)) {

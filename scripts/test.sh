@@ -2,6 +2,8 @@
 # The whole test suite: installs what is missing, then
 #   build/        plain build: every label (unit, integration)
 #   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer: every label
+#   build-fuzz/   clang + libFuzzer: every parser fuzzed for a short while
+#                 (longer runs: tests/fuzz/README.md)
 #   build-tsan/   ThreadSanitizer: the suites that cross the intake/loop
 #                 hand-over, the MQTT thread and the broker thread (both forms)
 set -euo pipefail
@@ -28,6 +30,10 @@ echo "== ASan + UBSan build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_suite build-asan -DSB_SANITIZE=ON
+echo "== libFuzzer targets (clang), ${SB_FUZZ_SECONDS:-20} s each"
+CC=clang cmake -S "$root" -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs"
+(cd build-fuzz && ctest -L fuzz --output-on-failure --timeout 600)
 echo "== TSan build"
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}

@@ -575,27 +575,32 @@ static void expect_resync(const char **p, const char *last_id)
 /* A replay that would not fit in max_queue_bytes keeps the newest events that
  * fit and says so with a resync, so the next live event does not cut the
  * connection. */
+#define DATA40 "0123456789012345678901234567890123456789"
+#define DATA200 DATA40 DATA40 DATA40 DATA40 DATA40
+
 static void test_replay_truncated_to_queue_limit(void **state)
 {
   struct fx *f = *state;
   struct waker w = {0};
   struct sb_conn *c;
   const char *got;
-  size_t ev_len = strlen(EV("e1", "0123456789"));
+  size_t ev_len = strlen(EV("e1", DATA200));
 
-  f->o.max_queue_bytes = strlen(RETRY) + 2 * ev_len; /* room for two events */
+  /* room for the retry line, two events and the resync (about 130 bytes) */
+  f->o.max_queue_bytes = strlen(RETRY) + 2 * ev_len + 160;
   start(f);
-  publish(f, "u1", "e0", NULL, NULL, "0123456789");
-  publish(f, "u1", "e1", NULL, NULL, "0123456789");
-  publish(f, "u1", "e2", NULL, NULL, "0123456789");
-  publish(f, "u1", "e3", NULL, NULL, "0123456789");
+  publish(f, "u1", "e0", NULL, NULL, DATA200);
+  publish(f, "u1", "e1", NULL, NULL, DATA200);
+  publish(f, "u1", "e2", NULL, NULL, DATA200);
+  publish(f, "u1", "e3", NULL, NULL, DATA200);
 
   c = reg(f, "u1", "A", "e0", &w);
+  assert_true(sb_conn_queued(c) <= f->o.max_queue_bytes);
   got = drain(c);
   assert_true(strncmp(got, RETRY, strlen(RETRY)) == 0);
   got += strlen(RETRY);
   expect_resync_reason(&got, "e0", "replay_truncated");
-  assert_string_equal(got, EV("e2", "0123456789") EV("e3", "0123456789"));
+  assert_string_equal(got, EV("e2", DATA200) EV("e3", DATA200));
   assert_int_equal(load(&f->m.replayed), 2);
 
   /* the connection is open and takes the next live event */
@@ -997,7 +1002,6 @@ static void test_heartbeat_on_closing(void **state)
 
 /* ---- slow connections, closing, reading ----------------------------------- */
 
-#define DATA40 "0123456789012345678901234567890123456789"
 
 static void test_slow_connection_cut(void **state)
 {
