@@ -280,8 +280,9 @@ static struct sb_frame *resync_frame(const char *last_id, const char *reason)
 }
 
 /* Replay after last_id: the newest events device wants after the newest
- * event with that id, as many as fit in what is left of max_queue_bytes,
- * after a resync when the id is unknown or events were left out. */
+ * event with that id, as many as fit in what is left of max_queue_bytes
+ * less room for a resync, after a resync when the id is unknown or events
+ * were left out; so the queue never ends up over max_queue_bytes. */
 static void model_replay(struct mconn *mc, const char *last_id)
 {
   struct muser *mu = &S.users[mc->user];
@@ -295,6 +296,8 @@ static void model_replay(struct mconn *mc, const char *last_id)
       start = i + 1;
       break;
     }
+  struct sb_frame *rs = resync_frame(last_id, found ? "replay_truncated" : "unknown_last_event_id");
+  budget = budget > rs->len ? budget - rs->len : 0;
   for (int i = mu->ring_count - 1; i >= start; i--) {
     if (!wants(mu->ring[i], dev))
       continue;
@@ -306,11 +309,9 @@ static void model_replay(struct mconn *mc, const char *last_id)
     first = i;
   }
   FUZZ_CHECK(sum <= budget, "replay over max_queue_bytes");
-  if (!found || cut) {
-    struct sb_frame *rs = resync_frame(last_id, found ? "replay_truncated" : "unknown_last_event_id");
+  if (!found || cut)
     model_enqueue(mc, rs->bytes, rs->len, RESYNC_TS, 0);
-    sb_frame_unref(rs);
-  }
+  sb_frame_unref(rs);
   for (int i = first; i < mu->ring_count; i++)
     if (wants(mu->ring[i], dev) && model_enqueue(mc, mu->ring[i]->bytes, mu->ring[i]->len, NULL, 0)) {
       S.deliveries++;
