@@ -52,7 +52,8 @@ struct lg_stream {
   uint16_t len;      /* bytes in line */
   uint32_t chunk_left;
   uint32_t received; /* events counted on this stream */
-  int64_t last_seq;
+  int64_t hi;        /* newest event of the user seen (its index among the user's) */
+  uint64_t seen;     /* bit i: event hi - i seen */
   char *line;
 };
 

@@ -65,7 +65,7 @@ struct run {
   /* per user */
   uint32_t *user_open, *user_events;
   /* deliveries */
-  uint64_t deliveries, dups, wrong, unknown;
+  uint64_t deliveries, dups, wrong, unknown, reordered;
   uint32_t *lat; /* ns, saturated at UINT32_MAX */
   size_t nlat, caplat;
   int64_t t_first_pub, t_last_deliv, t_progress, t_tick;
@@ -202,6 +202,28 @@ static double own_cpu_s(void)
 
 /* ---- deliveries ----------------------------------------------------------- */
 
+/* Marks the k-th event of the stream's user as seen. Returns 0 if it was
+ * seen before (or is too far behind the newest to tell: 64 events); counts
+ * an event that arrives after a newer one in *reordered. */
+static int seen_first(struct lg_stream *st, int64_t k, uint64_t *reordered)
+{
+  int64_t d;
+
+  if (k > st->hi) {
+    d = k - st->hi;
+    st->seen = d >= 64 ? 0 : st->seen << d;
+    st->seen |= 1;
+    st->hi = k;
+    return 1;
+  }
+  d = st->hi - k;
+  if (d >= 64 || (st->seen & (UINT64_C(1) << d)))
+    return 0;
+  st->seen |= UINT64_C(1) << d;
+  (*reordered)++;
+  return 1;
+}
+
 static void on_delivery(void *ctx, size_t idx, int64_t seq, int64_t sent_ns, int64_t now_ns)
 {
   struct run *r = ctx;
@@ -217,11 +239,10 @@ static void on_delivery(void *ctx, size_t idx, int64_t seq, int64_t sent_ns, int
     r->wrong++; /* another user's event: must never happen */
     return;
   }
-  if (seq <= st->last_seq) {
+  if (!seen_first(st, seq / r->o.users, &r->reordered)) {
     r->dups++;
     return;
   }
-  st->last_seq = seq;
   st->received++;
   r->ev_got[seq]++;
   r->deliveries++;
@@ -446,11 +467,12 @@ static void print_text(const struct run *r, const struct result *res)
            res->gen_idle_pct);
   if (o->events > 0) {
     printf("  events %zu published (%zu errors, backlog max %zu, %zu given up), deliveries %llu "
-           "of %llu (missing %llu, dup %llu, wrong user %llu, unknown %llu)\n",
+           "of %llu (missing %llu, dup %llu, out of order %llu, wrong user %llu, unknown %llu)\n",
            r->published, lg_pub_errors(r->pub), r->max_backlog, r->stalls,
            (unsigned long long)r->deliveries, (unsigned long long)res->expected,
            (unsigned long long)res->missing, (unsigned long long)r->dups,
-           (unsigned long long)r->wrong, (unsigned long long)r->unknown);
+           (unsigned long long)r->reordered, (unsigned long long)r->wrong,
+           (unsigned long long)r->unknown);
     printf("  %.3f s: %.0f deliveries/s, latency p50 %.3f ms p99 %.3f ms max %.3f ms\n",
            res->pub_s, res->dps, res->p50, res->p99, res->pmax);
     printf("  server CPU %.3f s = %.3f us per delivery (%.0f %% of a core); loadgen CPU %.0f %%\n",
@@ -467,7 +489,8 @@ static void print_json(const struct run *r, const struct result *res)
          "\"rss_per_conn_b\":%.1f,\"kernel_per_conn_b\":%.1f,\"hold_s\":%.1f,"
          "\"idle_cpu_pct\":%.3f,\"gen_idle_cpu_pct\":%.3f,\"events\":%zu,\"pub_errors\":%zu,"
          "\"max_backlog\":%zu,\"deliveries\":%llu,\"expected\":%llu,\"missing\":%llu,"
-         "\"dups\":%llu,\"wrong_user\":%llu,\"complete_streams\":%zu,\"duration_s\":%.4f,"
+         "\"dups\":%llu,\"reordered\":%llu,\"wrong_user\":%llu,\"complete_streams\":%zu,"
+         "\"duration_s\":%.4f,"
          "\"deliveries_per_s\":%.1f,\"lat_p50_ms\":%.4f,\"lat_p99_ms\":%.4f,"
          "\"lat_max_ms\":%.4f,\"srv_cpu_s\":%.3f,\"srv_cpu_us_per_delivery\":%.4f,"
          "\"srv_cpu_pct\":%.1f,\"gen_cpu_pct\":%.1f,\"procs_ok\":%d}\n",
@@ -476,7 +499,8 @@ static void print_json(const struct run *r, const struct result *res)
          r->o.hold, res->idle_pct, res->gen_idle_pct, r->published,
          r->pub ? lg_pub_errors(r->pub) : 0, r->max_backlog, (unsigned long long)r->deliveries,
          (unsigned long long)res->expected, (unsigned long long)res->missing,
-         (unsigned long long)r->dups, (unsigned long long)r->wrong, res->complete, res->pub_s,
+         (unsigned long long)r->dups, (unsigned long long)r->reordered,
+         (unsigned long long)r->wrong, res->complete, res->pub_s,
          res->dps, res->p50, res->p99, res->pmax, res->srv_cpu, res->srv_us, res->srv_pct,
          res->gen_pct, res->procs_ok);
 }

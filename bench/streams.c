@@ -42,7 +42,7 @@ int lg_streams_init(struct lg_streams *ss, int epfd, int users, int devices,
   for (size_t i = 0; i < ss->n; i++) {
     ss->s[i].fd = -1;
     ss->s[i].user = (int)(i / (size_t)devices);
-    ss->s[i].last_seq = -1;
+    ss->s[i].hi = -1;
   }
   ss->users = users;
   ss->devices = devices;
