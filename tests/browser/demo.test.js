@@ -372,6 +372,9 @@ describe('the demo in Chromium: devices of one user in sync through the bridge',
     // client reconnect (a bridge restart): it must not reuse the dead token.
     await waitUntil(() => Date.now() / 1000 > minted[1] + 1, 10000, 'the second token to expire');
     await bridge.stop();
+    // the client must first see the stream end, else isConnected() is still
+    // the old stream's answer
+    await page.waitForFunction(() => !window.client.isConnected(), null, { timeout: scaled(10000) });
     await bridge.start();
     await page.waitForFunction(() => window.client.isConnected(), null, { timeout: scaled(20000) });
     assert.ok(minted.length >= 3, `getToken() was asked again (${minted.length} times)`);
