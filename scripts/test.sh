@@ -13,6 +13,10 @@ root=$(pwd)
 scripts/deps.sh --test
 # The browser tests drive Debian's Chromium with playwright-core (Node.js 20
 # or later, as this machine has; Debian 12's own nodejs 18 is too old).
+if ! command -v npm >/dev/null; then
+  echo "npm not found: installing Debian's nodejs and npm (the browser tests want Node.js 20+)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
 npm ci --prefix tests/browser --no-audit --no-fund
 
 jobs=$(nproc)
