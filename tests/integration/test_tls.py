@@ -1,4 +1,4 @@
-"""The daemon reaches its broker over TLS (issue 4: mqtt_cafile, a client
+"""The daemon reaches its broker over TLS and with credentials (issue 4:
 certificate with mqtt_certfile and mqtt_keyfile; the wrong CA fails clearly).
 The test makes its own CAs and certificates with the openssl command."""
 
@@ -125,6 +125,51 @@ class Tls(BridgeTestCase):
         rc, out = b.start_expect_failure()
         self.assertNotEqual(rc, 0)
         self.assertIn("mqtt_keyfile", out)
+
+
+@only_forms("daemon")
+class Credentials(BridgeTestCase):
+    """mqtt_username / mqtt_password against a broker that takes no anonymous
+    clients (the test publishes with an account of its own)."""
+
+    def setUp(self):
+        self.pwfile = os.path.join(CERTS, "passwd-%d" % os.getpid())
+        subprocess.run(["mosquitto_passwd", "-c", "-b", self.pwfile, "bridge", "bridge-pw"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["mosquitto_passwd", "-b", self.pwfile, "backend", "backend-pw"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(self.pwfile, 0o644)
+        type(self).broker_conf = ["password_file " + self.pwfile, "allow_anonymous false"]
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        type(self).broker_conf = None
+
+    def publish_as_backend(self, user, marker):
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.broker.port),
+                        "-u", "backend", "-P", "backend-pw", "-q", "1", "-t", "sync/%s/timer" % user,
+                        "-m", '{"type":"t","payload":{"m":"%s"}}' % marker],
+                       check=True, timeout=10)
+
+    def test_username_and_password(self):
+        self.start_bridge(mqtt_username="bridge", mqtt_password="bridge-pw")
+        c = self.sse("a1", "A")
+        self.publish_as_backend("A", "with-credentials")
+        self.assert_markers(c, ["with-credentials"])
+
+    def test_wrong_password_fails_clearly(self):
+        b = self.new_bridge(mqtt_username="bridge", mqtt_password="wrong")
+        b.start(wait_healthy=False)
+        self.bridge = b
+        wait_until(lambda: "refused" in b.logs() or "not authorised" in b.logs().lower(), 10,
+                   what="a log line saying the broker refused the credentials")
+        time.sleep(0.5)
+        self.assertEqual(b.healthz().status, 503)
+        c = self.sse("a1", "A")
+        self.publish_as_backend("A", "not-relayed")
+        time.sleep(0.5)
+        self.assertEqual(c.markers(), [])
 
 
 if __name__ == "__main__":
