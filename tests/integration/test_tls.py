@@ -1,6 +1,7 @@
 """The daemon reaches its broker over TLS and with credentials (issue 4:
-certificate with mqtt_certfile and mqtt_keyfile; the wrong CA fails clearly).
-The test makes its own CAs and certificates with the openssl command."""
+mqtt_cafile, a client certificate with mqtt_certfile and mqtt_keyfile,
+mqtt_username and mqtt_password; a wrong CA or password fails clearly). The
+test makes its own CAs and certificates with the openssl command."""
 
 import os
 import subprocess
