@@ -237,9 +237,8 @@ static void *loop(void *arg)
     now = mono_ms();
     sb_hub_tick(b->hub, now);
     sb__http_run(b->http);
-    /* Streams registered by that run count from now on. */
-    if ((t = sb_hub_tick(b->hub, now)) == 0)
-      continue;
+    /* Asked again, as that run may have registered streams. */
+    t = sb_hub_tick(b->hub, now);
     if (deadline) {
       sb_hub_gauges(b->hub, &g);
       if (g.connections == 0 || now >= deadline)
