@@ -81,16 +81,18 @@ class FaultRestart(BridgeTestCase):
     def client_id(self, what):
         return "fault-%s-%d-%d" % (what, os.getpid(), id(self))
 
-    def start_server(self, **opts):
-        """The bridge with a replay journal in the workdir; the daemon with
-        a fixed MQTT client id (its session outlives it); in the plugin form
-        a broker with persistence."""
+    def start_server(self, fixed_client_id, **opts):
+        """The bridge with a replay journal in the workdir. The daemon's MQTT
+        session outlives it: with fixed_client_id under an explicit
+        mqtt_client_id, else under the default id, which follows the HTTP
+        port it is restarted on. In the plugin form a broker with
+        persistence."""
         opts.setdefault("replay_buffer", REPLAY_BUFFER)
         opts.setdefault("replay_dir", os.path.join(self.workdir, "journal"))
         if FORM == "plugin":
             self.broker.extra_conf += persistence_conf(self.workdir)
-        else:
-            opts.setdefault("mqtt_client_id", self.client_id("bridge"))
+        elif fixed_client_id:
+            opts["mqtt_client_id"] = self.client_id("bridge")
         return self.start_bridge(**opts)
 
     def open_fleet(self, bridge):
@@ -164,11 +166,11 @@ class FaultRestart(BridgeTestCase):
     def restart_scenario(self, with_ids, sig):
         """100 streams (10 users x 10 devices, no sourceDeviceId: every
         device gets its user's events), 5,000 events at 1,000/s; after
-        2,000 are acknowledged the server gets sig and is started again on
-        the same ports; the streams resume with Last-Event-ID and the
+        2,000 are acknowledged the server gets sig and, half a second later,
+        is started again on the same ports; the streams resume with Last-Event-ID and the
         publisher keeps going (in the plugin form it reconnects and resends
         what was not acknowledged)."""
-        bridge = self.start_server()
+        bridge = self.start_server(fixed_client_id=not with_ids)
         fleet = self.open_fleet(bridge)
         messages, per_user = make_events(TOTAL, USERS, with_ids)
         pub = self.publisher(messages)
@@ -178,6 +180,7 @@ class FaultRestart(BridgeTestCase):
             kill9(bridge)
         else:
             self.assertEqual(bridge.stop(sig=sig), 0)
+        time.sleep(0.5)  # down for a while: the publisher and the streams retry meanwhile
         restart_same_port(bridge)
         down_s = time.monotonic() - t0
         pub.wait_acked(TOTAL, timeout=60)
