@@ -612,3 +612,57 @@ class FastStream(threading.Thread):
             pass
         self.sock.close()
         self.join(scaled(5))
+
+
+class TopicWatcher(threading.Thread):
+    """An MQTT subscriber (QoS 0, clean session) of topic_filter that keeps,
+    per topic, how many live (not retained) messages came and the last
+    payload; subscribed when the constructor returns."""
+
+    def __init__(self, port, topic_filter):
+        super().__init__(name="topic-watcher", daemon=True)
+        self.counts = collections.Counter()
+        self.last = {}
+        self.error = None
+        self.lock = threading.Lock()
+        self.sock, self.reader, _ = mqtt_connect(
+            port, "sb-watch-%d-%d" % (os.getpid(), time.monotonic_ns()), True)
+        self.sock.sendall(_packet(0x82, struct.pack("!H", 1) + _utf8(topic_filter) + b"\x00"))
+        self.subscribed = threading.Event()
+        self.sock.settimeout(None)
+        self.start()
+        if not self.subscribed.wait(scaled(10)):
+            raise AssertionError("no SUBACK for %s" % topic_filter)
+
+    def run(self):
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                for first, body in self.reader.feed(data):
+                    kind = first >> 4
+                    if kind == 9:
+                        self.subscribed.set()
+                    elif kind == 3 and not first & 0x01:
+                        tlen = struct.unpack("!H", body[:2])[0]
+                        topic = body[2:2 + tlen].decode("utf-8")
+                        at = 2 + tlen + (2 if (first >> 1) & 3 else 0)
+                        with self.lock:
+                            self.counts[topic] += 1
+                            self.last[topic] = body[at:]
+        except OSError as e:
+            self.error = repr(e)
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.counts), dict(self.last)
+
+    def close(self):
+        try:
+            self.sock.sendall(b"\xe0\x00")
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.join(scaled(5))
