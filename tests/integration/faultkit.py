@@ -442,9 +442,15 @@ class StreamFleet(threading.Thread):
 def describe(stream):
     """A short account of a stream for failure messages."""
     seqs = stream.seqs()
-    return ("%s: %d events over %d connection(s) (%d attempts), last seqs %r, system %r, "
-            "refusals %r" % (stream.name, len(seqs), stream.opened, stream.attempts, seqs[-5:],
-                             stream.system_events()[:2], stream.refusals[:2]))
+    missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))
+    breaks = [(i, seqs[i - 1], seqs[i]) for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1]
+    return ("%s: %d events over %d connection(s) (%d attempts), last seqs %r, missing %r, "
+            "out of step (index, seq, next) %r, first on each connection %r, system %r, "
+            "refusals %r" % (
+                stream.name, len(seqs), stream.opened, stream.attempts, seqs[-5:], missing[:10],
+                breaks[:6], [(c, i, j["payload"]["seq"]) for k, (c, i, j) in enumerate(stream.got)
+                             if k == 0 or stream.got[k - 1][0] != c], stream.system_events()[:2],
+                stream.refusals[:2]))
 
 
 # ---- restarting servers ---------------------------------------------------------------

@@ -185,9 +185,9 @@ class FaultRestart(BridgeTestCase):
         """100 streams (10 users x 10 devices, no sourceDeviceId: every
         device gets its user's events), 5,000 events at 1,000/s; after
         2,000 are acknowledged the server gets sig and, half a second later,
-        is started again on the same ports; the streams resume with Last-Event-ID and the
-        publisher keeps going (in the plugin form it reconnects and resends
-        what was not acknowledged)."""
+        is started again on the same ports; the streams resume with
+        Last-Event-ID and the publisher keeps going (in the plugin form it
+        reconnects and resends what was not acknowledged)."""
         bridge = self.start_server(fixed_client_id=not with_ids)
         fleet = self.open_fleet(bridge)
         messages, per_user = make_events(TOTAL, USERS, with_ids)
