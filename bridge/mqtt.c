@@ -48,6 +48,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     /* the server subscribes each user it holds as it learns it is up */
     SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing per user (QoS %d)",
            m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, m->cfg->mqtt_qos);
+    /* a session that was once in wildcard mode would still get everything */
+    mosquitto_unsubscribe(mosq, NULL, sub);
     atomic_store(&m->connected, 1);
     atomic_store(&m->was_up, 1);
     sb_bridge_set_upstream(m->b, 1);
