@@ -113,9 +113,10 @@ static int topic_level_ok(const char *user)
 static void publish_retained(struct sb_bridge *b, const char *topic, const char *payload)
 {
   int rc = b->ops.publish(b->ops.ctx, topic, payload, strlen(payload), SB_PUBLISH_RETAIN);
+  /* while the broker is away every record is published again on its return */
   if (rc)
-    SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Cannot publish presence on %s: %s", topic,
-           sb_strerror(rc));
+    SB_LOG(&b->log, rc == SB_ESTATE ? SB_LOG_DEBUG : SB_LOG_WARNING,
+           "[SSE] Cannot publish presence on %s: %s", topic, sb_strerror(rc));
   else
     atomic_fetch_add(&b->metrics.presence_published, 1);
 }
