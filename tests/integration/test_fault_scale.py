@@ -258,19 +258,28 @@ class RabbitMQ(ScaleTestCase):
     to boot on two cores).
 
     What RabbitMQ's MQTT plugin does differently from mosquitto, as seen
-    here (3.10.8):
+    here with Debian 12's 3.10.8:
     - MQTT 3.1.1 only (no MQTT 5): libmosquitto's default 3.1.1 is right.
-    - QoS 2 is not supported: a QoS 2 subscription is granted QoS 1 in the
-      SUBACK, and QoS 2 publishes are delivered as QoS 1. The daemon runs
-      with mqtt_qos 1 (the default), which RabbitMQ grants as asked.
+    - QoS 2 is not supported. A QoS 2 subscription is granted QoS 1 in the
+      SUBACK (so a daemon run with mqtt_qos 2 still comes up: it accepts
+      any granted QoS), and a QoS 2 PUBLISH is answered with a PUBACK
+      instead of a PUBREC: mosquitto_pub -q 2 reports "A network protocol
+      error occurred" although the message was delivered (as QoS 1). The
+      daemon runs with mqtt_qos 1 (the default); publishers must use QoS 1.
     - Persistent sessions (clean session false) are supported: the session
       is a durable queue per client id that keeps QoS 1 messages while the
-      client is away; the daemon resumes it (test below).
+      client is away, and the daemon resumes it (test below).
+    - Retained messages reach only subscriptions of the exact topic, never
+      a wildcard filter (presence/+/u1 and presence/# got nothing retained
+      where presence/x/u1 did): a presence reader on RabbitMQ must
+      subscribe each instance's P/<userId> by name.
     - Anonymous MQTT logins need mqtt.allow_anonymous plus a default user;
-      guest may only log in from loopback (loopback_users), as here.
-    - Topics are mapped to AMQP routing keys ('/' becomes '.'); the topic
-      the subscriber sees is the one published, so sync/<user>/<channel>
-      arrives unchanged.
+      guest may only log in over loopback (loopback_users), as here.
+    - The node needs some 10 to 20 s to boot on two cores (Erlang VM,
+      Mnesia, the plugin's Ra cluster for client ids); the class boots one
+      node for both tests.
+    - Topics are AMQP routing keys inside ('/' becomes '.'); subscribers
+      see the topic as published, so sync/<user>/<channel> arrives as is.
     """
 
     node = None
