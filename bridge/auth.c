@@ -23,6 +23,13 @@ struct sb_auth {
   long leeway;
 };
 
+void sb_auth_swap(struct sb_auth *a, struct sb_auth *b)
+{
+  struct sb_auth t = *a;
+  *a = *b;
+  *b = t;
+}
+
 static char *dup_or_null(const char *s)
 {
   return (s && *s) ? strdup(s) : NULL;

@@ -4,8 +4,8 @@
  * fixed by configuration (HS256 for a shared secret; RS256 or ES256 after the
  * type of jwt_public_key_file), with exp and nbf enforced and aud and iss
  * checked when configured. With `auth none` the user is the userId query
- * parameter (development only). An sb_auth is immutable after sb_auth_new(),
- * so any thread may use it. */
+ * parameter (development only). An sb_auth does not change after sb_auth_new()
+ * except through sb_auth_swap(), so any thread may use it between swaps. */
 #ifndef SB_AUTH_H
 #define SB_AUTH_H
 
@@ -37,6 +37,10 @@ void sb_auth_free(struct sb_auth *a);
  * present is judged. Any thread. */
 int sb_auth_check(const struct sb_auth *a, const struct sb_auth_request *req, time_t now,
                   char **user, const char **reason);
+
+/* Exchanges the settings of a and b (a configuration reload builds b, swaps,
+ * and frees b). Only on the thread that uses a. */
+void sb_auth_swap(struct sb_auth *a, struct sb_auth *b);
 
 /* Returns 1 if auth is `none`. */
 int sb_auth_is_none(const struct sb_auth *a);

@@ -19,10 +19,23 @@
 
 struct sb_bridge;
 
-/* Publishes one MQTT message on behalf of POST /api/publish. Called on the
- * server's loop thread; must not block. payload is borrowed for the call.
- * Returns 0, or a negative code when the MQTT side cannot take it now. */
-typedef int (*sb_publish_fn)(void *ctx, const char *topic, const void *payload, size_t len);
+/* What the server asks of the MQTT side. Both are called on the server's
+ * loop thread (or the thread that stops it) and must not block. */
+struct sb_mqtt_ops {
+  /* Publishes one MQTT message at QoS 1. flags: SB_PUBLISH_EVENT for an event
+   * of POST /api/publish (the plugin also hands it to SSE at once),
+   * SB_PUBLISH_RETAIN for a retained presence record. payload is borrowed for
+   * the call. Returns 0, or a negative code when the MQTT side cannot take it
+   * now. */
+  int (*publish)(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags);
+  /* Subscribes (on 1) or unsubscribes (on 0) one topic filter; only for
+   * subscribe_mode per_user. NULL where the broker decides (the plugin). */
+  int (*subscribe)(void *ctx, const char *filter, int on);
+  void *ctx;
+};
+
+#define SB_PUBLISH_EVENT 1u
+#define SB_PUBLISH_RETAIN 2u
 
 /* Returns a bridge for cfg (deep-copied) that logs through log (copied), or
  * NULL with err (SB_CONFIG_ERR_SIZE bytes) naming the option at fault. Nothing
@@ -34,9 +47,29 @@ struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log
  * still stopped and may be freed. Call once. */
 int sb_bridge_start(struct sb_bridge *b, char *err);
 
-/* Sets how POST /api/publish reaches MQTT (without one it answers 503).
- * Call before sb_bridge_start(). */
-void sb_bridge_set_publisher(struct sb_bridge *b, sb_publish_fn fn, void *ctx);
+/* Sets how the server reaches MQTT (POST /api/publish answers 503 without
+ * it; presence and per_user need it). ops is copied. Call before
+ * sb_bridge_start(). */
+void sb_bridge_set_mqtt(struct sb_bridge *b, const struct sb_mqtt_ops *ops);
+
+/* Returns this instance's name, "<hostname>:<http port>", for presence
+ * records and the daemon's default client id. Valid once started. */
+const char *sb_bridge_instance(const struct sb_bridge *b);
+
+/* Returns the will the MQTT side should set, when presence is on: the
+ * instance status topic and its offline payload (borrowed; NULL when
+ * presence_prefix is empty). Valid once started. */
+const char *sb_bridge_will(const struct sb_bridge *b, const char **payload);
+
+/* Sets the subscriptions gauge (topic filters the broker acknowledged). */
+void sb_bridge_set_subscriptions(struct sb_bridge *b, int n);
+
+/* Applies what can change at run time from cfg (log_level, heartbeat_interval,
+ * retry_ms, limits, max_queue_bytes, jwt options, cors_origins); logs each
+ * option that differs and needs a restart. Returns 0, or SB_EINVAL/SB_EIO
+ * with err naming the option (nothing is then changed). Not from the loop
+ * thread; blocks until the loop has taken the new settings. */
+int sb_bridge_reload(struct sb_bridge *b, const struct sb_config *cfg, char *err);
 
 /* Returns the HTTP port actually bound (useful with http_port 0). */
 int sb_bridge_http_port(const struct sb_bridge *b);
@@ -46,10 +79,13 @@ int sb_bridge_http_port(const struct sb_bridge *b);
  * good one is queued for the loop. Thread-safe; never blocks on HTTP. */
 void sb_bridge_ingest(struct sb_bridge *b, const char *topic, const void *payload, size_t len);
 
-/* Says whether the MQTT side is up (for /healthz and /metrics). Any thread. */
+/* Says whether the MQTT side is up (for /healthz and /metrics). Any thread.
+ * Going up also makes the loop publish the instance's presence again and, in
+ * per_user mode, subscribe every user it holds again. */
 void sb_bridge_set_upstream(struct sb_bridge *b, int connected);
 
-/* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+". */
+/* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+" (in
+ * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead). */
 const char *sb_bridge_subscription(const struct sb_bridge *b);
 
 /* Ends every stream cleanly, stops HTTP and joins the loop thread. Safe to

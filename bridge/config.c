@@ -41,6 +41,7 @@ static const struct opt opts[] = {
   {"max_queue_bytes", OPT_LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, CHK_NONE, 0, "1048576"},
   {"replay_buffer", OPT_INT, F(replay_buffer), 0, 1000000, CHK_NONE, 0, "256"},
   {"presence_prefix", OPT_STR, F(presence_prefix), 0, 0, CHK_PREFIX_OR_EMPTY, 0, ""},
+  {"replay_dir", OPT_STR, F(replay_dir), 0, 0, CHK_NONE, 0, ""},
   {"log_level", OPT_LOGLEVEL, F(log_level), 0, 0, CHK_NONE, 0, "info"},
   {"auth", OPT_AUTH, F(auth), 0, 0, CHK_NONE, 0, "jwt"},
   {"jwt_secret", OPT_STR, F(jwt_secret), 0, 0, CHK_NONE, 0, ""},
@@ -60,6 +61,7 @@ static const struct opt opts[] = {
   {"mqtt_cafile", OPT_STR, F(mqtt_cafile), 0, 0, CHK_NONE, 1, ""},
   {"mqtt_certfile", OPT_STR, F(mqtt_certfile), 0, 0, CHK_NONE, 1, ""},
   {"mqtt_keyfile", OPT_STR, F(mqtt_keyfile), 0, 0, CHK_NONE, 1, ""},
+  {"log_file", OPT_STR, F(log_file), 0, 0, CHK_NONE, 1, ""},
   {"subscribe_mode", OPT_SUBSCRIBE, F(subscribe_mode), 0, 0, CHK_NONE, 1, "wildcard"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -193,10 +195,11 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, ch
       cfg->subscribe_mode = SB_SUBSCRIBE_WILDCARD;
       return 0;
     }
-    if (strcmp(v, "per_user") == 0)
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: 'per_user' is not supported by this version", o->name);
-    else
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
+    if (strcmp(v, "per_user") == 0) {
+      cfg->subscribe_mode = SB_SUBSCRIBE_PER_USER;
+      return 0;
+    }
+    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
     return SB_EINVAL;
   case OPT_LOGLEVEL:
     if ((lvl = sb_log_level_parse(v)) < 0) {

@@ -34,6 +34,7 @@ struct sb_config {
   long max_queue_bytes;
   int replay_buffer;
   char *presence_prefix;
+  char *replay_dir;       /* "" keeps the replay buffers in memory only */
   int log_level;
   /* auth */
   int auth;
@@ -55,6 +56,7 @@ struct sb_config {
   char *mqtt_cafile;
   char *mqtt_certfile;
   char *mqtt_keyfile;
+  char *log_file;         /* "" logs to stderr */
   int subscribe_mode;
 };
 

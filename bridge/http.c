@@ -374,6 +374,23 @@ static enum MHD_Result serve_health(struct sb__http *h, struct MHD_Connection *m
                 strlen(body), NULL, NULL);
 }
 
+/* GET /api/presence: what this instance holds of the caller's user. */
+static enum MHD_Result serve_presence(struct sb__http *h, struct MHD_Connection *mc)
+{
+  enum MHD_Result ok = MHD_NO;
+  char *user, *text = NULL;
+  json_t *o;
+
+  if (!(user = authenticate(h, mc, &ok)))
+    return ok;
+  if ((o = sb_hub_presence(h->env.hub, user)) && (text = json_dumps(o, JSON_COMPACT)))
+    ok = answer(h, mc, MHD_HTTP_OK, "application/json", text, strlen(text), NULL, NULL);
+  free(text);
+  json_decref(o);
+  free(user);
+  return ok;
+}
+
 static enum MHD_Result serve_metrics(struct sb__http *h, struct MHD_Connection *mc)
 {
   struct sb_metrics_gauges g;
@@ -683,6 +700,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     return serve_health(h, mc);
   if (strcmp(url, "/metrics") == 0)
     return serve_metrics(h, mc);
+  if (strcmp(url, "/api/presence") == 0)
+    return serve_presence(h, mc);
   return serve_static(h, mc, url);
 }
 

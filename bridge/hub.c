@@ -50,7 +50,9 @@ struct user {
   struct sb_frame **ring; /* replay buffer: replay_buffer slots, oldest at ring_head */
   unsigned ring_head, ring_count;
   struct user *idle_prev, *idle_next;
-  unsigned char idle;
+  struct user *lg_prev, *lg_next; /* interest linger, soonest end first */
+  long long linger_until;
+  unsigned char idle, lingering;
   uint32_t hash;
   char id[];
 };
@@ -63,6 +65,8 @@ struct sb_hub {
   size_t nbuckets, nusers, nconnected_users, nconns, nidle;
   struct sb_conn *hb_head, *hb_tail;
   struct user *idle_head, *idle_tail; /* least recently used first */
+  struct user *lg_head, *lg_tail;     /* lingering users, soonest end first */
+  long long now;                      /* the latest time a call brought */
   struct sb_frame *heartbeat, *retry;
 };
 
@@ -137,6 +141,36 @@ static void idle_unlink(struct sb_hub *hub, struct user *u)
   hub->nidle--;
 }
 
+static void linger_unlink(struct sb_hub *hub, struct user *u)
+{
+  if (!u->lingering)
+    return;
+  if (u->lg_prev)
+    u->lg_prev->lg_next = u->lg_next;
+  else
+    hub->lg_head = u->lg_next;
+  if (u->lg_next)
+    u->lg_next->lg_prev = u->lg_prev;
+  else
+    hub->lg_tail = u->lg_prev;
+  u->lg_prev = u->lg_next = NULL;
+  u->lingering = 0;
+}
+
+/* The linger is the same length for everyone: appending keeps the order. */
+static void linger_push(struct sb_hub *hub, struct user *u, long long now_ms)
+{
+  u->linger_until = now_ms + hub->o.interest_linger_ms;
+  u->lg_prev = hub->lg_tail;
+  u->lg_next = NULL;
+  if (hub->lg_tail)
+    hub->lg_tail->lg_next = u;
+  else
+    hub->lg_head = u;
+  hub->lg_tail = u;
+  u->lingering = 1;
+}
+
 static void idle_push(struct sb_hub *hub, struct user *u)
 {
   u->idle_prev = hub->idle_tail;
@@ -157,6 +191,7 @@ static void user_free(struct sb_hub *hub, struct user *u)
     pp = &(*pp)->hnext;
   *pp = u->hnext;
   idle_unlink(hub, u);
+  linger_unlink(hub, u);
   for (unsigned i = 0; i < u->ring_count; i++)
     sb_frame_unref(u->ring[(u->ring_head + i) % (unsigned)hub->o.replay_buffer]);
   free(u->ring);
@@ -168,7 +203,7 @@ static void user_free(struct sb_hub *hub, struct user *u)
  * room; frees it otherwise. */
 static void user_settle(struct sb_hub *hub, struct user *u)
 {
-  if (u->nconns > 0)
+  if (u->nconns > 0 || u->lingering)
     return;
   if (u->ring_count == 0) {
     user_free(hub, u);
@@ -304,6 +339,24 @@ struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *l
   return hub;
 }
 
+int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts)
+{
+  char text[48];
+  struct sb_frame *retry;
+
+  snprintf(text, sizeof(text), "retry: %d\n\n", opts->retry_ms);
+  if (!(retry = sb_frame_raw(text, strlen(text))))
+    return SB_ENOMEM;
+  sb_frame_unref(hub->retry);
+  hub->retry = retry;
+  hub->o.max_connections = opts->max_connections;
+  hub->o.max_connections_per_user = opts->max_connections_per_user;
+  hub->o.heartbeat_ms = opts->heartbeat_ms;
+  hub->o.retry_ms = opts->retry_ms;
+  hub->o.max_queue_bytes = opts->max_queue_bytes;
+  return 0;
+}
+
 void sb_hub_free(struct sb_hub *hub)
 {
   if (!hub)
@@ -409,6 +462,7 @@ int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
   int created = 0;
 
   *out = NULL;
+  hub->now = now_ms;
   if (hub->nconns >= (size_t)hub->o.max_connections)
     return SB_ELIMIT;
   if (!(u = user_find(hub, user))) {
@@ -454,6 +508,10 @@ int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
   if (u->nconns++ == 0) {
     hub->nconnected_users++;
     idle_unlink(hub, u);
+    if (u->lingering)
+      linger_unlink(hub, u);
+    else if (hub->o.on_interest)
+      hub->o.on_interest(hub->o.cb_ctx, u->id, 1);
   }
   hub->nconns++;
   c->next_hb = now_ms + hub->o.heartbeat_ms;
@@ -471,6 +529,8 @@ int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
   SB_LOG(hub->log, SB_LOG_INFO, "[SSE] Connection registered: user=%s device=%s (%u device%s)",
          sb_log_short(user, us), sb_log_short(device, ds), u->ndevices, u->ndevices == 1 ? "" : "s");
   *out = c;
+  if (hub->o.on_presence)
+    hub->o.on_presence(hub->o.cb_ctx, u->id);
   return 0;
 
 nomem:
@@ -519,10 +579,66 @@ void sb_hub_unregister(struct sb_hub *hub, struct sb_conn *c)
     u->ndevices--;
     free(d);
   }
-  if (--u->nconns == 0) {
+  u->nconns--;
+  if (hub->o.on_presence)
+    hub->o.on_presence(hub->o.cb_ctx, u->id);
+  if (u->nconns == 0) {
     hub->nconnected_users--;
+    if (hub->o.on_interest) {
+      if (hub->o.interest_linger_ms > 0)
+        linger_push(hub, u, hub->now);
+      else
+        hub->o.on_interest(hub->o.cb_ctx, u->id, 0);
+    }
     user_settle(hub, u);
   }
+}
+
+void sb_hub_linger(struct sb_hub *hub, const char *user, long long now_ms)
+{
+  struct user *u = user_find(hub, user);
+
+  hub->now = now_ms;
+  if (!hub->o.on_interest || (u && (u->nconns > 0 || u->lingering)))
+    return;
+  if (!u && !(u = user_add(hub, user)))
+    return;
+  idle_unlink(hub, u);
+  linger_push(hub, u, now_ms);
+}
+
+void sb_hub_foreach_interest(const struct sb_hub *hub,
+                             void (*fn)(void *ctx, const char *user, int connected), void *ctx)
+{
+  for (size_t i = 0; i < hub->nbuckets; i++)
+    for (const struct user *u = hub->buckets[i]; u; u = u->hnext)
+      if (u->nconns > 0 || u->lingering)
+        fn(ctx, u->id, u->nconns > 0);
+}
+
+int sb_hub_has_event(const struct sb_hub *hub, const char *user, const char *id)
+{
+  const struct user *u = user_find(hub, user);
+  unsigned cap = (unsigned)hub->o.replay_buffer;
+
+  for (unsigned i = 0; u && i < u->ring_count; i++) {
+    const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
+    if (f->id && strcmp(f->id, id) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+json_t *sb_hub_presence(const struct sb_hub *hub, const char *user)
+{
+  const struct user *u = user_find(hub, user);
+  json_t *devices = json_object(), *o;
+
+  for (const struct device *d = u ? u->devices : NULL; devices && d; d = d->next)
+    json_object_set_new(devices, d->id, json_integer(d->nconns));
+  o = json_pack("{s:s, s:b, s:i, s:o}", "userId", user, "online", u && u->nconns > 0,
+                "connections", u ? (json_int_t)u->nconns : 0, "devices", devices);
+  return o;
 }
 
 static size_t deliver(struct sb_hub *hub, struct user *u, struct sb_frame *f, const char *only,
@@ -588,7 +704,15 @@ int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn)
 long long sb_hub_tick(struct sb_hub *hub, long long now_ms)
 {
   struct sb_conn *c;
+  struct user *u;
+  long long next;
 
+  hub->now = now_ms;
+  while ((u = hub->lg_head) && u->linger_until <= now_ms) {
+    linger_unlink(hub, u);
+    hub->o.on_interest(hub->o.cb_ctx, u->id, 0);
+    user_settle(hub, u);
+  }
   while ((c = hub->hb_head) && c->next_hb <= now_ms) {
     c->next_hb = now_ms + hub->o.heartbeat_ms;
     if (c != hub->hb_tail) {
@@ -601,7 +725,10 @@ long long sb_hub_tick(struct sb_hub *hub, long long now_ms)
     }
     sb_hub_heartbeat(hub, c);
   }
-  return hub->hb_head ? hub->hb_head->next_hb - now_ms : -1;
+  next = hub->hb_head ? hub->hb_head->next_hb - now_ms : -1;
+  if (hub->lg_head && (next < 0 || hub->lg_head->linger_until - now_ms < next))
+    next = hub->lg_head->linger_until - now_ms;
+  return next;
 }
 
 void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn)

@@ -21,6 +21,7 @@
 
 struct sb_hub;
 struct sb_conn;
+struct json_t;
 
 /* Called when a connection that was waiting (sb_conn_wait) has something new
  * to read or must close, and always when it is cut (SB_CONN_CUT), waiting or
@@ -36,6 +37,15 @@ struct sb_hub_opts {
   int retry_ms;
   size_t max_queue_bytes; /* per connection */
   size_t max_idle_users;  /* users without connections whose replay is kept */
+  /* Called after a user's connections changed (registered or unregistered).
+   * It may read the hub (sb_hub_presence) but must not change it. NULL: none. */
+  void (*on_presence)(void *ctx, const char *user);
+  /* Called with on 1 when a user gets a first connection (and was not
+   * lingering), with on 0 once it has had none for interest_linger_ms. The
+   * server subscribes and unsubscribes the user's topics with it. NULL: none. */
+  void (*on_interest)(void *ctx, const char *user, int on);
+  void *cb_ctx;
+  long long interest_linger_ms;
 };
 
 enum sb_conn_state {
@@ -48,6 +58,12 @@ enum sb_conn_state {
  * borrowed and must outlive the hub. */
 struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *log,
                           struct sb_metrics *metrics);
+
+/* Takes the limits of opts that may change while running: max_connections,
+ * max_connections_per_user, heartbeat_ms (from each connection's next
+ * heartbeat on), retry_ms (for new connections) and max_queue_bytes. Returns
+ * 0 or SB_ENOMEM (nothing changed). */
+int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts);
 
 /* Frees the hub, its replay buffers and any connection still registered.
  * NULL-safe. */
@@ -85,8 +101,9 @@ size_t sb_hub_send_to_device(struct sb_hub *hub, const char *user, const char *d
 /* Queues a heartbeat comment to conn. Returns 0, or SB_ESTATE if closing. */
 int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn);
 
-/* Sends the heartbeats that are due at now_ms. Returns the milliseconds until
- * the next one is due, or -1 when there is no connection. */
+/* Sends the heartbeats that are due at now_ms and ends the interest linger
+ * of users whose time is up. Returns the milliseconds until the next of
+ * these, or -1 when there is none. */
 long long sb_hub_tick(struct sb_hub *hub, long long now_ms);
 
 /* Asks conn to end its stream once what is queued has been read (state
@@ -99,6 +116,24 @@ void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn);
 
 /* sb_hub_close() on every connection (for a clean stop). */
 void sb_hub_close_all(struct sb_hub *hub);
+
+/* Calls fn for every user with a connection (connected 1) or in its
+ * interest linger (connected 0). fn must not change the hub. */
+void sb_hub_foreach_interest(const struct sb_hub *hub,
+                             void (*fn)(void *ctx, const char *user, int connected), void *ctx);
+
+/* Returns 1 if the user's replay buffer holds an event with this id. */
+int sb_hub_has_event(const struct sb_hub *hub, const char *user, const char *id);
+
+/* Starts the interest linger of a user that has no connection and is not
+ * lingering (an event came for a user this instance does not hold), so that
+ * on_interest(user, 0) follows after interest_linger_ms. No-op otherwise. */
+void sb_hub_linger(struct sb_hub *hub, const char *user, long long now_ms);
+
+/* Returns what this hub holds of user, as a new JSON object:
+ * {"userId":..., "online":bool, "connections":n, "devices":{"<id>":n,...}};
+ * NULL when out of memory. */
+struct json_t *sb_hub_presence(const struct sb_hub *hub, const char *user);
 
 /* Returns the number of connections of user (0 if unknown). */
 size_t sb_hub_connection_count(const struct sb_hub *hub, const char *user);

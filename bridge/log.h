@@ -7,6 +7,7 @@
 #ifndef SB_LOG_H
 #define SB_LOG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 enum sb_log_level {
@@ -26,7 +27,9 @@ typedef void (*sb_log_fn)(void *ctx, int level, const char *line);
 struct sb_log {
   sb_log_fn fn;
   void *ctx;
-  int level; /* lines below this level are not formatted at all */
+  /* lines below this level are not formatted at all; atomic, as a reload
+   * may change it while other threads log */
+  _Atomic int level;
 };
 
 #define SB_LOG(log, lvl, ...)                                        \

@@ -2,6 +2,7 @@
  * Server-Sent Events. This file is the table of contents: parse the
  * configuration, start the server (hub and HTTP), start MQTT, wait for a
  * signal, stop in reverse order. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,15 +17,46 @@
 #include "log.h"
 #include "mqtt.h"
 
-static void log_stderr(void *ctx, int level, const char *line)
+/* Where log lines go: stderr, or log_file (reopened on SIGHUP, for
+ * logrotate). Lines come from several threads. */
+struct sink {
+  pthread_mutex_t lock;
+  FILE *file; /* NULL: stderr */
+};
+
+static void log_line(void *ctx, int level, const char *line)
 {
+  struct sink *s = ctx;
   struct timespec now;
   char ts[32];
 
-  (void)ctx;
   clock_gettime(CLOCK_REALTIME, &now);
   sb_event_format_time(now, ts);
-  fprintf(stderr, "%s %s %s\n", ts, sb_log_level_name(level), line);
+  pthread_mutex_lock(&s->lock);
+  fprintf(s->file ? s->file : stderr, "%s %s %s\n", ts, sb_log_level_name(level), line);
+  if (s->file)
+    fflush(s->file);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Opens (or reopens) path for appending. Returns 0, or -1 with err. */
+static int sink_open(struct sink *s, const char *path, char *err)
+{
+  FILE *f;
+
+  if (!*path)
+    return 0;
+  if (!(f = fopen(path, "ae"))) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "log_file: cannot open %.150s: %s", path, strerror(errno));
+    return -1;
+  }
+  setvbuf(f, NULL, _IOLBF, 0);
+  pthread_mutex_lock(&s->lock);
+  if (s->file)
+    fclose(s->file);
+  s->file = f;
+  pthread_mutex_unlock(&s->lock);
+  return 0;
 }
 
 static void usage(FILE *f)
@@ -93,28 +125,39 @@ static void raise_fd_limit(const struct sb_log *log)
     SB_LOG(log, SB_LOG_WARNING, "[SSE] cannot raise the open-file limit");
 }
 
-static int wait_for_signal(const sigset_t *set, const struct sb_log *log)
+/* SIGHUP: reopens the log file and reloads the configuration (the same -c
+ * file and flags); a bad one is logged and the old one kept. */
+static void reload(int argc, char **argv, struct sb_bridge *bridge, struct sink *sink,
+                   struct sb_log *log, const struct sb_config *running)
 {
-  int sig;
+  struct sb_config cfg;
+  char err[SB_CONFIG_ERR_SIZE] = "";
 
-  for (;;) {
-    if (sigwait(set, &sig) != 0)
-      return -1;
-    if (sig != SIGHUP)
-      return sig;
-    SB_LOG(log, SB_LOG_NOTICE, "[SSE] SIGHUP: nothing to reload; logs go to stderr");
+  if (*running->log_file && sink_open(sink, running->log_file, err))
+    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err);
+  if (sb_config_init(&cfg))
+    return;
+  if (parse_args(argc, argv, &cfg, err) != 0 || sb_bridge_reload(bridge, &cfg, err) != 0) {
+    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err);
+  } else {
+    log->level = cfg.log_level;
+    if (strcmp(cfg.log_file, running->log_file) != 0)
+      SB_LOG(log, SB_LOG_WARNING, "[SSE] Reload: log_file changed; it takes effect on restart");
   }
+  sb_config_free(&cfg);
 }
 
 int main(int argc, char **argv)
 {
   struct sb_config cfg;
-  struct sb_log log = {log_stderr, NULL, SB_LOG_INFO};
+  struct sink sink = {PTHREAD_MUTEX_INITIALIZER, NULL};
+  struct sb_log log = {log_line, &sink, SB_LOG_INFO};
   struct sb_bridge *bridge = NULL;
   struct sb_mqtt *mqtt = NULL;
+  struct sb_mqtt_ops ops;
   char err[SB_CONFIG_ERR_SIZE] = "";
   sigset_t set;
-  int rc, sig;
+  int rc, sig = SIGTERM;
 
   /* Signals are taken by sigwait() on this thread only; every thread
    * started below inherits the mask. */
@@ -129,7 +172,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "mqtt-sse-bridge: out of memory\n");
     return 1;
   }
-  if ((rc = parse_args(argc, argv, &cfg, err)) != 0) {
+  if ((rc = parse_args(argc, argv, &cfg, err)) != 0 || sink_open(&sink, cfg.log_file, err) != 0) {
+    if (rc >= 0 && *err)
+      rc = -1;
     if (rc < 0)
       fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
     sb_config_free(&cfg);
@@ -140,9 +185,11 @@ int main(int argc, char **argv)
 
   if (!(bridge = sb_bridge_new(&cfg, &log, err)) ||
       !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) ||
-      (sb_bridge_set_publisher(bridge, sb_mqtt_publish, mqtt), sb_bridge_start(bridge, err)) ||
+      (sb_mqtt_ops(mqtt, &ops), sb_bridge_set_mqtt(bridge, &ops), sb_bridge_start(bridge, err)) ||
       sb_mqtt_start(mqtt, err)) {
     fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
+    if (sink.file)
+      SB_LOG(&log, SB_LOG_ERROR, "[SSE] %s", err);
     sb_bridge_stop(bridge);
     sb_mqtt_free(mqtt);
     sb_bridge_free(bridge);
@@ -150,13 +197,24 @@ int main(int argc, char **argv)
     return 2;
   }
 
-  sig = wait_for_signal(&set, &log);
+  for (;;) {
+    if (sigwait(&set, &sig) != 0)
+      break;
+    if (sig != SIGHUP)
+      break;
+    SB_LOG(&log, SB_LOG_NOTICE, "[SSE] SIGHUP: reopening the log, reloading the configuration");
+    reload(argc, argv, bridge, &sink, &log, &cfg);
+  }
   SB_LOG(&log, SB_LOG_NOTICE, "[SSE] %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-  sb_mqtt_stop(mqtt);
+  /* The server first: the streams end and their presence is cleared while
+   * MQTT is still there to say so. */
   sb_bridge_stop(bridge);
+  sb_mqtt_stop(mqtt);
   sb_mqtt_free(mqtt);
   sb_bridge_free(bridge);
   sb_config_free(&cfg);
+  if (sink.file)
+    fclose(sink.file);
   return 0;
 }

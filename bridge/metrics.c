@@ -62,6 +62,8 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
   gauge(&o, "replay_users", "Users the hub holds: connected, or idle with a replay buffer.", g->replay_users);
   gauge(&o, "mqtt_connected", "1 while the MQTT side is up.",
         (unsigned long long)atomic_load(&m->mqtt_connected));
+  gauge(&o, "mqtt_subscriptions", "Topic filters subscribed and acknowledged by the broker.",
+        (unsigned long long)atomic_load(&m->mqtt_subscriptions));
   counter(&o, "events_received_total", "MQTT messages received.", atomic_load(&m->events_received));
   counter(&o, "events_accepted_total", "Valid events relayed.", atomic_load(&m->events_accepted));
   emit(&o, "# HELP mqtt_sse_bridge_events_dropped_total Messages dropped, by reason.\n"
@@ -69,6 +71,13 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
   for (int r = 1; r < SB_DROP_COUNT; r++)
     emit(&o, "mqtt_sse_bridge_events_dropped_total{reason=\"%s\"} %llu\n", sb_drop_label(r),
          atomic_load(&m->events_dropped[r]));
+  counter(&o, "events_duplicate_total",
+          "Events dropped because their publisher id is already in the replay buffer.",
+          atomic_load(&m->events_duplicate));
+  counter(&o, "journal_errors_total", "Events the replay journal could not write.",
+          atomic_load(&m->journal_errors));
+  counter(&o, "presence_published_total", "Presence records published.",
+          atomic_load(&m->presence_published));
   counter(&o, "events_delivered_total", "Events queued to an SSE connection.",
           atomic_load(&m->deliveries));
   counter(&o, "events_replayed_total", "Events sent from the replay buffer.",

@@ -31,8 +31,12 @@ struct sb_metrics {
   atomic_ullong connections_opened;
   atomic_ullong connections_closed;
   atomic_ullong slow_disconnects; /* connections cut off at max_queue_bytes */
+  atomic_ullong events_duplicate; /* publisher ids already in the replay buffer */
+  atomic_ullong journal_errors;   /* events the replay journal could not keep */
+  atomic_ullong presence_published; /* presence records published */
   atomic_ullong http_errors[SB_HTTP_ERROR_COUNT];
   atomic_int mqtt_connected;
+  atomic_int mqtt_subscriptions;  /* topic filters the broker acknowledged */
 };
 
 struct sb_metrics_gauges {

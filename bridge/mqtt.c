@@ -24,6 +24,9 @@ struct sb_mqtt {
   atomic_int done;
   atomic_int connected;
   atomic_int was_up; /* subscribed during the current connection */
+  int per_user;      /* subscribe_mode per_user: the server asks per user */
+  int subscriptions; /* filters acknowledged (client thread only) */
+  char client_id[160];
 };
 
 #define BACKOFF_MIN_S 1
@@ -39,8 +42,19 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
            m->cfg->mqtt_port, mosquitto_connack_string(rc));
     return;
   }
-  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d, subscribing %s (QoS %d)",
-         m->cfg->mqtt_host, m->cfg->mqtt_port, sub, m->cfg->mqtt_qos);
+  m->subscriptions = 0;
+  sb_bridge_set_subscriptions(m->b, 0);
+  if (m->per_user) {
+    /* the server subscribes each user it holds as it learns it is up */
+    SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing per user (QoS %d)",
+           m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, m->cfg->mqtt_qos);
+    atomic_store(&m->connected, 1);
+    atomic_store(&m->was_up, 1);
+    sb_bridge_set_upstream(m->b, 1);
+    return;
+  }
+  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing %s (QoS %d)",
+         m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, sub, m->cfg->mqtt_qos);
   rc = mosquitto_subscribe(mosq, NULL, sub, m->cfg->mqtt_qos);
   if (rc != MOSQ_ERR_SUCCESS)
     SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] Cannot subscribe %s: %s", sub, mosquitto_strerror(rc));
@@ -54,13 +68,26 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
   (void)mosq;
   (void)mid;
   if (qos_count < 1 || granted[0] > 2) {
-    SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] The broker refused the subscription %s",
-           sb_bridge_subscription(m->b));
+    SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] The broker refused a subscription (%s)",
+           m->per_user ? "per user" : sb_bridge_subscription(m->b));
     return;
   }
+  sb_bridge_set_subscriptions(m->b, ++m->subscriptions);
+  if (m->per_user)
+    return;
   atomic_store(&m->connected, 1);
   atomic_store(&m->was_up, 1);
   sb_bridge_set_upstream(m->b, 1);
+}
+
+static void on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
+{
+  struct sb_mqtt *m = obj;
+
+  (void)mosq;
+  (void)mid;
+  if (m->subscriptions > 0)
+    sb_bridge_set_subscriptions(m->b, --m->subscriptions);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
@@ -70,6 +97,8 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
   (void)mosq;
   atomic_store(&m->connected, 0);
   sb_bridge_set_upstream(m->b, 0);
+  m->subscriptions = 0;
+  sb_bridge_set_subscriptions(m->b, 0);
   if (rc != 0)
     SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Lost the broker at %s:%d (%s); reconnecting",
            m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc));
@@ -100,37 +129,24 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
     SB_LOG(m->log, SB_LOG_DEBUG, "[MQTT] %s", str);
 }
 
-struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
-                            const struct sb_log *log, char *err)
+/* Sets up the client under id: a persistent session (clean_session false),
+ * so that the broker keeps QoS 1 events while the bridge is away; the
+ * callbacks, credentials, TLS and, with presence, the will. */
+static int configure(struct sb_mqtt *m, const char *id, char *err)
 {
-  struct sb_mqtt *m = calloc(1, sizeof(*m));
-  char id[128], host[64];
-  const char *client_id = cfg->mqtt_client_id;
-  int persistent = *client_id != '\0', rc;
+  const struct sb_config *cfg = m->cfg;
+  const char *will, *will_payload;
+  int rc;
 
-  if (!m) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
-    return NULL;
-  }
-  m->cfg = cfg;
-  m->b = b;
-  m->log = log;
-  mosquitto_lib_init();
-  if (!persistent) {
-    if (gethostname(host, sizeof(host)) != 0)
-      snprintf(host, sizeof(host), "host");
-    host[sizeof(host) - 1] = '\0';
-    snprintf(id, sizeof(id), "mqtt-sse-bridge-%.40s-%d", host, (int)getpid());
-    client_id = id;
-  }
-  /* A configured client id gets a persistent session, so that the broker
-   * keeps QoS 1 events for the bridge while it is away. */
-  if (!(m->mosq = mosquitto_new(client_id, !persistent, m))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_client_id: cannot create an MQTT client");
-    goto fail;
+  snprintf(m->client_id, sizeof(m->client_id), "%s", id);
+  if (!m->mosq ? !(m->mosq = mosquitto_new(id, false, m))
+               : mosquitto_reinitialise(m->mosq, id, false, m) != MOSQ_ERR_SUCCESS) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
+    return SB_EINVAL;
   }
   mosquitto_connect_callback_set(m->mosq, on_connect);
   mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
+  mosquitto_unsubscribe_callback_set(m->mosq, on_unsubscribe);
   mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
   mosquitto_message_callback_set(m->mosq, on_message);
   mosquitto_log_callback_set(m->mosq, on_log);
@@ -139,15 +155,41 @@ struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
       (rc = mosquitto_username_pw_set(m->mosq, cfg->mqtt_username,
                                       *cfg->mqtt_password ? cfg->mqtt_password : NULL))) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_username: %s", mosquitto_strerror(rc));
-    goto fail;
+    return SB_EINVAL;
   }
   if (*cfg->mqtt_cafile &&
       (rc = mosquitto_tls_set(m->mosq, cfg->mqtt_cafile, NULL,
                               *cfg->mqtt_certfile ? cfg->mqtt_certfile : NULL,
                               *cfg->mqtt_keyfile ? cfg->mqtt_keyfile : NULL, NULL))) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_cafile: cannot set up TLS: %s", mosquitto_strerror(rc));
-    goto fail;
+    return SB_EINVAL;
   }
+  if ((will = sb_bridge_will(m->b, &will_payload)) && *sb_bridge_instance(m->b) &&
+      (rc = mosquitto_will_set(m->mosq, will, (int)strlen(will_payload), will_payload, 1, true))) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "presence_prefix: cannot set the will: %s",
+             mosquitto_strerror(rc));
+    return SB_EINVAL;
+  }
+  return 0;
+}
+
+struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
+                            const struct sb_log *log, char *err)
+{
+  struct sb_mqtt *m = calloc(1, sizeof(*m));
+
+  if (!m) {
+    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    return NULL;
+  }
+  m->cfg = cfg;
+  m->b = b;
+  m->log = log;
+  m->per_user = cfg->subscribe_mode == SB_SUBSCRIBE_PER_USER;
+  mosquitto_lib_init();
+  /* the final id may need the bound HTTP port: set again at start */
+  if (configure(m, *cfg->mqtt_client_id ? cfg->mqtt_client_id : "mqtt-sse-bridge", err))
+    goto fail;
   return m;
 
 fail:
@@ -201,23 +243,59 @@ static void *run(void *arg)
   return NULL;
 }
 
-int sb_mqtt_publish(void *ctx, const char *topic, const void *payload, size_t len)
+static int publish(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags)
 {
   struct sb_mqtt *m = ctx;
-  int rc;
+  int retain = (flags & SB_PUBLISH_RETAIN) != 0, rc;
 
   if (!atomic_load(&m->connected))
     return SB_ESTATE;
-  rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, m->cfg->mqtt_qos, false);
+  rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, retain ? 1 : m->cfg->mqtt_qos,
+                         retain);
   if (rc != MOSQ_ERR_SUCCESS) {
-    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot publish: %s", mosquitto_strerror(rc));
+    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot publish on %s: %s", topic, mosquitto_strerror(rc));
     return SB_EIO;
   }
   return 0;
 }
 
+static int subscribe(void *ctx, const char *filter, int on)
+{
+  struct sb_mqtt *m = ctx;
+  int rc;
+
+  if (!atomic_load(&m->connected))
+    return 0; /* the server subscribes again once connected */
+  rc = on ? mosquitto_subscribe(m->mosq, NULL, filter, m->cfg->mqtt_qos)
+          : mosquitto_unsubscribe(m->mosq, NULL, filter);
+  if (rc == MOSQ_ERR_NO_CONN)
+    return 0;
+  return rc == MOSQ_ERR_SUCCESS ? 0 : SB_EIO;
+}
+
+void sb_mqtt_ops(struct sb_mqtt *m, struct sb_mqtt_ops *ops)
+{
+  ops->publish = publish;
+  ops->subscribe = m->per_user ? subscribe : NULL;
+  ops->ctx = m;
+}
+
 int sb_mqtt_start(struct sb_mqtt *m, char *err)
 {
+  char id[160];
+
+  /* Stable across restarts, distinct between instances of one host: the
+   * broker keeps the session (and what was published meanwhile) for it. */
+  if (*m->cfg->mqtt_client_id) {
+    snprintf(id, sizeof(id), "%s", m->cfg->mqtt_client_id);
+  } else {
+    snprintf(id, sizeof(id), "mqtt-sse-bridge-%s", sb_bridge_instance(m->b));
+    for (char *c = id; *c; c++)
+      if (*c == ':')
+        *c = '-';
+  }
+  if (configure(m, id, err))
+    return SB_EINVAL;
   if (pthread_create(&m->thread, NULL, run, m) != 0) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the MQTT thread: %s", strerror(errno));
     return SB_EIO;

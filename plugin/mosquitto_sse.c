@@ -27,10 +27,12 @@ struct log_line {
   char text[];
 };
 
-/* An event from POST /api/publish waiting for the broker's thread. */
+/* An event from POST /api/publish, or a presence record, waiting for the
+ * broker's thread. */
 struct outgoing {
   struct outgoing *next;
   size_t len;
+  int retain;
   char *payload; /* after topic, in the same allocation */
   char topic[];
 };
@@ -98,10 +100,10 @@ static void log_line(void *ctx, int level, const char *text)
 }
 
 /* The server's publisher (loop thread). The broker's own subscribers get the
- * event when the broker's thread next ticks; SSE gets it now, since a
+ * message when the broker's thread next ticks; SSE gets an event now, since a
  * plugin's own publish does not raise MOSQ_EVT_MESSAGE (so it is not
  * relayed twice). */
-static int publish(void *ctx, const char *topic, const void *payload, size_t len)
+static int publish(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags)
 {
   struct plugin *p = ctx;
   size_t tlen = strlen(topic);
@@ -109,9 +111,11 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
 
   if (!o)
     return SB_ENOMEM;
-  sb_bridge_ingest(p->bridge, topic, payload, len);
+  if (flags & SB_PUBLISH_EVENT)
+    sb_bridge_ingest(p->bridge, topic, payload, len);
   o->next = NULL;
   o->len = len;
+  o->retain = (flags & SB_PUBLISH_RETAIN) != 0;
   memcpy(o->topic, topic, tlen + 1);
   o->payload = o->topic + tlen + 1;
   memcpy(o->payload, payload, len);
@@ -137,7 +141,7 @@ static void flush_outgoing(struct plugin *p, int send)
   for (; o; o = next) {
     next = o->next;
     if (send)
-      mosquitto_broker_publish_copy(NULL, o->topic, (int)o->len, o->payload, 1, false, NULL);
+      mosquitto_broker_publish_copy(NULL, o->topic, (int)o->len, o->payload, 1, o->retain, NULL);
     free(o);
   }
 }
@@ -211,7 +215,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   p->log.level = p->cfg.log_level;
   if (!(p->bridge = sb_bridge_new(&p->cfg, &p->log, err)))
     goto fail;
-  sb_bridge_set_publisher(p->bridge, publish, p);
+  sb_bridge_set_mqtt(p->bridge, &(struct sb_mqtt_ops){publish, NULL, p});
   if (sb_bridge_start(p->bridge, err))
     goto fail;
   sb_bridge_set_upstream(p->bridge, 1);
@@ -243,6 +247,8 @@ SB_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opt
   mosquitto_callback_unregister(p->id, MOSQ_EVT_TICK, on_tick, NULL);
   sb_bridge_set_upstream(p->bridge, 0);
   sb_bridge_stop(p->bridge);
+  /* what the streams' end said (presence cleared, the instance offline) */
+  flush_outgoing(p, 1);
   plugin_free(p);
   return MOSQ_ERR_SUCCESS;
 }

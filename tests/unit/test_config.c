@@ -67,11 +67,11 @@ static void assert_config_equal(const struct sb_config *a, const struct sb_confi
   S(http_bind) N(http_port) S(sse_path) S(web_root) S(cors_origins)
   S(topic_prefix) N(heartbeat_interval) N(retry_ms) N(max_connections)
   N(max_connections_per_user) N(max_event_bytes) N(max_queue_bytes) N(replay_buffer)
-  S(presence_prefix) N(log_level)
+  S(presence_prefix) S(replay_dir) N(log_level)
   N(auth) S(jwt_secret) S(jwt_secret_file) S(jwt_public_key_file) S(jwt_audience)
   S(jwt_issuer) S(jwt_user_claim) S(jwt_cookie) N(jwt_leeway)
   S(mqtt_host) N(mqtt_port) S(mqtt_username) S(mqtt_password) S(mqtt_client_id)
-  N(mqtt_qos) S(mqtt_cafile) S(mqtt_certfile) S(mqtt_keyfile) N(subscribe_mode)
+  N(mqtt_qos) S(mqtt_cafile) S(mqtt_certfile) S(mqtt_keyfile) S(log_file) N(subscribe_mode)
 #undef S
 #undef N
 }
@@ -125,11 +125,11 @@ static void test_is_option(void **state)
     "max_connections", "max_connections_per_user", "max_event_bytes", "max_queue_bytes",
     "replay_buffer", "auth", "jwt_secret", "jwt_secret_file", "jwt_public_key_file",
     "jwt_audience", "jwt_issuer", "jwt_user_claim", "jwt_cookie", "jwt_leeway", "cors_origins",
-    "web_root", "presence_prefix", "log_level",
+    "web_root", "presence_prefix", "replay_dir", "log_level",
   };
   static const char *const daemon_only[] = {
     "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password", "mqtt_client_id", "mqtt_qos",
-    "mqtt_cafile", "mqtt_certfile", "mqtt_keyfile", "subscribe_mode",
+    "mqtt_cafile", "mqtt_certfile", "mqtt_keyfile", "subscribe_mode", "log_file",
   };
   (void)state;
 
@@ -370,13 +370,15 @@ static void test_subscribe_mode_per_user(void **state)
   struct sb_config *c = *state;
   char err[SB_CONFIG_ERR_SIZE];
 
-  /* The SPEC names per_user; this version refuses it (see the README) rather
-   * than quietly subscribing with a wildcard. */
-  err[0] = '\0';
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "per_user", err), SB_EINVAL);
-  assert_non_null(strstr(err, "subscribe_mode"));
-  assert_non_null(strstr(err, "not supported"));
   assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_WILDCARD);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "per_user", err), 0);
+  assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_PER_USER);
+  err[0] = '\0';
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "topic", err), SB_EINVAL);
+  assert_non_null(strstr(err, "subscribe_mode"));
+  assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_PER_USER);
+  /* the broker decides what a plugin sees: no subscription to choose */
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "subscribe_mode", "per_user", err), SB_EINVAL);
 }
 
 /* ---- config lines and files ----------------------------------------------- */

@@ -1308,10 +1308,199 @@ static void test_free_with_connections_and_queues(void **state)
   sb_hub_free(NULL);
 }
 
+/* ---- presence, interest, duplicates, reconfiguration ---------------------- */
+
+#define MAX_CALLS 32
+
+struct calls {
+  char what[MAX_CALLS][64];
+  int n;
+};
+
+static void on_presence_rec(void *ctx, const char *user)
+{
+  struct calls *c = ctx;
+  if (c->n < MAX_CALLS)
+    snprintf(c->what[c->n], sizeof(c->what[0]), "presence %s", user);
+  c->n++;
+}
+
+static void on_interest_rec(void *ctx, const char *user, int on)
+{
+  struct calls *c = ctx;
+  if (c->n < MAX_CALLS)
+    snprintf(c->what[c->n], sizeof(c->what[0]), "%s %s", on ? "interest" : "no-interest", user);
+  c->n++;
+}
+
+static void expect_calls(struct calls *c, int n, ...)
+{
+  va_list ap;
+  va_start(ap, n);
+  for (int i = 0; i < n; i++) {
+    const char *want = va_arg(ap, const char *);
+    if (i >= c->n)
+      fail_msg("call %d missing: want '%s'", i, want);
+    assert_string_equal(c->what[i], want);
+  }
+  va_end(ap);
+  assert_int_equal(c->n, n);
+  c->n = 0;
+}
+
+static void assert_presence(struct fx *f, const char *user, const char *want)
+{
+  json_t *o = sb_hub_presence(f->hub, user);
+  char *text;
+  assert_non_null(o);
+  text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+  assert_non_null(text);
+  assert_string_equal(text, want);
+  free(text);
+  json_decref(o);
+}
+
+static void test_presence_calls_and_record(void **state)
+{
+  struct fx *f = *state;
+  struct calls calls = {0};
+  struct waker w = {0};
+  struct sb_conn *a, *b, *c;
+
+  f->o.on_presence = on_presence_rec;
+  f->o.cb_ctx = &calls;
+  start(f);
+  assert_presence(f, "u1", "{\"connections\":0,\"devices\":{},\"online\":false,\"userId\":\"u1\"}");
+  a = reg(f, "u1", "phone", NULL, &w);
+  b = reg(f, "u1", "laptop", NULL, &w);
+  c = reg(f, "u1", "laptop", NULL, &w);
+  reg(f, "u2", "phone", NULL, &w);
+  expect_calls(&calls, 4, "presence u1", "presence u1", "presence u1", "presence u2");
+  assert_presence(f, "u1",
+                  "{\"connections\":3,\"devices\":{\"laptop\":2,\"phone\":1},\"online\":true,"
+                  "\"userId\":\"u1\"}");
+  sb_hub_unregister(f->hub, c);
+  sb_hub_unregister(f->hub, a);
+  expect_calls(&calls, 2, "presence u1", "presence u1");
+  assert_presence(f, "u1",
+                  "{\"connections\":1,\"devices\":{\"laptop\":1},\"online\":true,\"userId\":\"u1\"}");
+  sb_hub_unregister(f->hub, b);
+  expect_calls(&calls, 1, "presence u1");
+  assert_presence(f, "u1", "{\"connections\":0,\"devices\":{},\"online\":false,\"userId\":\"u1\"}");
+}
+
+static void test_interest_linger(void **state)
+{
+  struct fx *f = *state;
+  struct calls calls = {0};
+  struct waker w = {0};
+  struct sb_conn *a, *b;
+
+  f->o.on_interest = on_interest_rec;
+  f->o.cb_ctx = &calls;
+  f->o.interest_linger_ms = 1000;
+  f->o.heartbeat_ms = 100000;
+  start(f);
+  a = reg_at(f, "u1", "phone", NULL, 0, &w);
+  b = reg_at(f, "u1", "laptop", NULL, 0, &w);
+  expect_calls(&calls, 1, "interest u1"); /* once per user, not per connection */
+  sb_hub_unregister(f->hub, a);
+  sb_hub_unregister(f->hub, b);
+  expect_calls(&calls, 0);
+  /* lingering: the next wake-up is the linger's end */
+  assert_int_equal(sb_hub_tick(f->hub, 400), 600);
+  expect_calls(&calls, 0);
+  /* back within the linger: no new interest, and the linger is off */
+  a = reg_at(f, "u1", "phone", NULL, 500, &w);
+  assert_int_equal(sb_hub_tick(f->hub, 2000), 100000 + 500 - 2000);
+  expect_calls(&calls, 0);
+  sb_hub_unregister(f->hub, a);
+  sb_hub_tick(f->hub, 2500);
+  expect_calls(&calls, 0);
+  sb_hub_tick(f->hub, 3000);
+  expect_calls(&calls, 1, "no-interest u1");
+  assert_gauges(f, 0, 0, 0);
+  assert_int_equal(sb_hub_tick(f->hub, 4000), -1);
+  /* an event for a user held nowhere here: linger, then no interest; its
+   * replay stays as for any idle user */
+  publish(f, "u9", "e1", NULL, NULL, "{}");
+  sb_hub_linger(f->hub, "u9", 5000);
+  sb_hub_linger(f->hub, "u9", 5500); /* already lingering: unchanged */
+  sb_hub_tick(f->hub, 5999);
+  expect_calls(&calls, 0);
+  sb_hub_tick(f->hub, 6000);
+  expect_calls(&calls, 1, "no-interest u9");
+  assert_true(sb_hub_has_event(f->hub, "u9", "e1"));
+  /* a held user does not linger */
+  a = reg_at(f, "u2", "phone", NULL, 7000, &w);
+  expect_calls(&calls, 1, "interest u2");
+  sb_hub_linger(f->hub, "u2", 7000);
+  sb_hub_tick(f->hub, 9000);
+  expect_calls(&calls, 0);
+}
+
+static void test_interest_without_linger(void **state)
+{
+  struct fx *f = *state;
+  struct calls calls = {0};
+  struct waker w = {0};
+  struct sb_conn *a;
+
+  f->o.on_interest = on_interest_rec;
+  f->o.cb_ctx = &calls;
+  start(f);
+  a = reg(f, "u1", "phone", NULL, &w);
+  sb_hub_unregister(f->hub, a);
+  expect_calls(&calls, 2, "interest u1", "no-interest u1");
+}
+
+static void test_has_event(void **state)
+{
+  struct fx *f = *state;
+
+  f->o.replay_buffer = 2;
+  start(f);
+  assert_false(sb_hub_has_event(f->hub, "u1", "a"));
+  publish(f, "u1", "a", NULL, NULL, "{}");
+  publish(f, "u1", "b", NULL, NULL, "{}");
+  assert_true(sb_hub_has_event(f->hub, "u1", "a"));
+  assert_true(sb_hub_has_event(f->hub, "u1", "b"));
+  assert_false(sb_hub_has_event(f->hub, "u2", "a"));
+  publish(f, "u1", "c", NULL, NULL, "{}"); /* pushes a out */
+  assert_false(sb_hub_has_event(f->hub, "u1", "a"));
+  assert_true(sb_hub_has_event(f->hub, "u1", "c"));
+}
+
+static void test_reconfigure(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_hub_opts o;
+  struct sb_conn *c, *x;
+
+  start(f);
+  c = reg(f, "u1", "a", NULL, &w);
+  skip_retry(c);
+  o = f->o;
+  o.retry_ms = 2500;
+  o.max_connections = 1;
+  assert_int_equal(sb_hub_reconfigure(f->hub, &o), 0);
+  assert_int_equal(sb_hub_register(f->hub, "u2", "a", NULL, 0, count_wake, &w, &x), SB_ELIMIT);
+  o.max_connections = 10;
+  assert_int_equal(sb_hub_reconfigure(f->hub, &o), 0);
+  x = reg(f, "u2", "a", NULL, &w);
+  assert_string_equal(drain(x), "retry: 2500\n\n");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_first_bytes_retry, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_presence_calls_and_record, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_interest_linger, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_interest_without_linger, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_has_event, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_reconfigure, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_ms_option, setup, teardown),
     cmocka_unit_test_setup_teardown(test_log_lines, setup, teardown),
     cmocka_unit_test_setup_teardown(test_log_level_filter, setup, teardown),

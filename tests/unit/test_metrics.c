@@ -57,6 +57,9 @@ static void test_render_values(void **state)
   atomic_store(&m.connections_closed, 2);
   atomic_store(&m.slow_disconnects, 1);
   atomic_store(&m.mqtt_connected, 1);
+  atomic_store(&m.mqtt_subscriptions, 4);
+  atomic_store(&m.events_duplicate, 5);
+  atomic_store(&m.presence_published, 8);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 503);
@@ -94,6 +97,11 @@ static void test_render_values(void **state)
   expect_line(buf, "mqtt_sse_bridge_connections_opened_total 9");
   expect_line(buf, "mqtt_sse_bridge_connections_closed_total 2");
   expect_line(buf, "mqtt_sse_bridge_slow_disconnects_total 1");
+  expect_line(buf, "mqtt_sse_bridge_mqtt_subscriptions 4");
+  expect_line(buf, "mqtt_sse_bridge_events_duplicate_total 5");
+  expect_line(buf, "mqtt_sse_bridge_journal_errors_total 0");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_presence_published_total counter");
+  expect_line(buf, "mqtt_sse_bridge_presence_published_total 8");
   expect_line(buf, "# TYPE mqtt_sse_bridge_http_errors_total counter");
   expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"400\"} 0");
   expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"401\"} 2");
@@ -102,9 +110,9 @@ static void test_render_values(void **state)
   assert_null(strstr(buf, "reason=\"none\""));
   assert_null(strstr(buf, "code=\"500\""));
   assert_null(strstr(buf, "code=\"200\""));
-  /* 4 gauges and 8 plain counters of 3 lines each, the dropped family
+  /* 5 gauges and 11 plain counters of 3 lines each, the dropped family
    * (2 + 11 lines) and the http family (2 + 8 lines) */
-  assert_int_equal(count_lines(buf), 12 * 3 + 13 + 10);
+  assert_int_equal(count_lines(buf), 16 * 3 + 13 + 10);
   /* the text ends with a newline, every line is HELP, TYPE or a sample */
   assert_int_equal(buf[n - 1], '\n');
 }
