@@ -10,7 +10,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (MOSQUITTO_SUB, BridgeTestCase, make_jwt, only_forms, scaled, wait_until)
+from harness import (MOSQUITTO_SUB, BridgeTestCase, free_port, make_jwt, only_forms, scaled,
+                     wait_until)
 
 SECRET = "presence-secret-0123456789abcdef"
 
@@ -109,18 +110,34 @@ class Presence(BridgeTestCase):
         self.assertIs(status["online"], False)
 
     @only_forms("daemon")
-    def test_will_marks_a_crashed_instance_offline(self):
-        b = self.start_bridge(presence_prefix="presence")
+    def test_will_then_a_restart_clears_what_the_crash_left(self):
+        port = free_port()
+        b = self.start_bridge(presence_prefix="presence", http_port=port)
         self.sse("phone", "u1")
-        self.wait_record("u1", lambda r: r is not None, "u1's record")
+        self.sse("tab", "u2")
+        self.wait_record("u2", lambda r: r is not None, "u2's record")
+        first = retained(self.broker, "presence")["presence"]
         b.send_signal(signal.SIGKILL)
         b.wait_exit(scaled(5))
         wait_until(lambda: retained(self.broker, "presence").get("presence", {}).get("online")
                    is False, scaled(10), interval=0.1, what="the will on presence")
-        # the user's record stays, marked by an instance that is offline:
-        # a backend checks the instance's status (README: presence)
-        rec = retained(self.broker, "presence/u1")["presence/u1"]
-        self.assertEqual(rec["instance"], retained(self.broker, "presence")["presence"]["instance"])
+        # the users' records stay, marked with the run that is gone
+        recs = retained(self.broker, "presence/+")
+        self.assertEqual(sorted(recs), ["presence/u1", "presence/u2"])
+        for r in recs.values():
+            self.assertEqual((r["instance"], r["started"]), (first["instance"], first["started"]))
+        # the same instance again: u2 is back, u1 is not; u1's record is cleared
+        b.stop()
+        b.start()
+        self.sse("tab", "u2")
+        wait_until(lambda: list(retained(self.broker, "presence/+")) == ["presence/u2"],
+                   scaled(10), interval=0.1, what="only u2's record left")
+        status = retained(self.broker, "presence")["presence"]
+        self.assertIs(status["online"], True)
+        self.assertEqual(status["instance"], first["instance"])
+        self.assertNotEqual(status["started"], first["started"])
+        rec = retained(self.broker, "presence/u2")["presence/u2"]
+        self.assertEqual(rec["started"], status["started"])
 
 
 if __name__ == "__main__":
