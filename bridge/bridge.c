@@ -48,6 +48,13 @@ struct pending {
   char user[];
 };
 
+/* A user whose retained presence record comes from an earlier run of this
+ * instance (a crash left it): cleared unless the user is connected now. */
+struct stale {
+  struct stale *next;
+  char user[];
+};
+
 /* A configuration reload waiting for the loop thread. */
 struct reload {
   struct sb_config *cfg; /* the new settings; gets the old strings back */
@@ -69,7 +76,9 @@ struct sb_bridge {
   struct sb_mqtt_ops ops;
   struct sb_journal *journal; /* NULL: replay in memory only */
   char instance[96];          /* "<hostname>:<http port>" */
-  char will[160];             /* the instance's offline record */
+  char will[192];             /* the instance's offline record */
+  char started_at[32];        /* ISO 8601 time of this run's start */
+  char presence_filter[256];  /* "<presence_prefix>/+", or "" */
   atomic_int republish;       /* the MQTT side came up: announce again */
 
   pthread_t thread;
@@ -81,6 +90,7 @@ struct sb_bridge {
   pthread_cond_t reloaded;
   struct pending *head, *tail;
   struct reload *reload;
+  struct stale *stale;        /* presence records of an earlier run to check */
 };
 
 static long long mono_ms(void)
@@ -113,9 +123,10 @@ static int topic_level_ok(const char *user)
 static void publish_retained(struct sb_bridge *b, const char *topic, const char *payload)
 {
   int rc = b->ops.publish(b->ops.ctx, topic, payload, strlen(payload), SB_PUBLISH_RETAIN);
+  /* while the broker is away every record is published again on its return */
   if (rc)
-    SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Cannot publish presence on %s: %s", topic,
-           sb_strerror(rc));
+    SB_LOG(&b->log, rc == SB_ESTATE ? SB_LOG_DEBUG : SB_LOG_WARNING,
+           "[SSE] Cannot publish presence on %s: %s", topic, sb_strerror(rc));
   else
     atomic_fetch_add(&b->metrics.presence_published, 1);
 }
@@ -141,6 +152,7 @@ static void presence_user(struct sb_bridge *b, const char *user)
   sb_event_format_time(now, ts);
   if ((o = sb_hub_presence(b->hub, user)) &&
       json_object_set_new(o, "instance", json_string(b->instance)) == 0 &&
+      json_object_set_new(o, "started", json_string(b->started_at)) == 0 &&
       json_object_set_new(o, "timestamp", json_string(ts)) == 0 &&
       (text = json_dumps(o, JSON_COMPACT)))
     publish_retained(b, topic, text);
@@ -180,8 +192,9 @@ static void instance_status(struct sb_bridge *b, int online)
   }
   clock_gettime(CLOCK_REALTIME, &now);
   sb_event_format_time(now, ts);
-  snprintf(text, sizeof(text), "{\"instance\":\"%s\",\"online\":true,\"timestamp\":\"%s\"}",
-           b->instance, ts);
+  snprintf(text, sizeof(text),
+           "{\"instance\":\"%s\",\"online\":true,\"started\":\"%s\",\"timestamp\":\"%s\"}",
+           b->instance, b->started_at, ts);
   publish_retained(b, b->cfg.presence_prefix, text);
 }
 
@@ -271,6 +284,9 @@ struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log
   b->log.level = cfg->log_level;
   clock_gettime(CLOCK_REALTIME, &now);
   b->boot_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  sb_event_format_time(now, b->started_at);
+  if (*cfg->presence_prefix)
+    snprintf(b->presence_filter, sizeof(b->presence_filter), "%s/+", cfg->presence_prefix);
   snprintf(b->subscription, sizeof(b->subscription), "%s/+/+", cfg->topic_prefix);
   if (!(b->auth = sb_auth_new(&b->cfg, err)))
     goto fail;
@@ -315,17 +331,51 @@ const char *sb_bridge_will(const struct sb_bridge *b, const char **payload)
   return *b->cfg.presence_prefix ? b->cfg.presence_prefix : NULL;
 }
 
-int sb_bridge_http_port(const struct sb_bridge *b)
-{
-  return b->http ? sb__http_port(b->http) : -1;
-}
-
 static void wake_loop(struct sb_bridge *b)
 {
   uint64_t one = 1;
   if (b->evfd >= 0 && write(b->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
     SB_LOG(&b->log, SB_LOG_ERROR, "[SSE] cannot wake the server loop: %s", strerror(errno));
 }
+
+const char *sb_bridge_presence_filter(const struct sb_bridge *b)
+{
+  return *b->presence_filter ? b->presence_filter : NULL;
+}
+
+void sb_bridge_presence_seen(struct sb_bridge *b, const char *topic, const void *payload,
+                             size_t len)
+{
+  size_t plen = strlen(b->cfg.presence_prefix), ulen;
+  const char *instance, *started, *user = topic + plen + 1;
+  json_t *o;
+  struct stale *st;
+  int ours;
+
+  if (!*b->presence_filter || len == 0 || strncmp(topic, b->cfg.presence_prefix, plen) != 0 ||
+      topic[plen] != '/' || !topic_level_ok(user))
+    return;
+  if (!(o = json_loadb(payload, len, 0, NULL)))
+    return;
+  ours = json_unpack(o, "{s:s, s:s}", "instance", &instance, "started", &started) == 0 &&
+         strcmp(instance, b->instance) == 0 && strcmp(started, b->started_at) != 0;
+  json_decref(o);
+  ulen = strlen(user);
+  if (!ours || !(st = malloc(sizeof(*st) + ulen + 1)))
+    return;
+  memcpy(st->user, user, ulen + 1);
+  pthread_mutex_lock(&b->lock);
+  st->next = b->stale;
+  b->stale = st;
+  pthread_mutex_unlock(&b->lock);
+  wake_loop(b);
+}
+
+int sb_bridge_http_port(const struct sb_bridge *b)
+{
+  return b->http ? sb__http_port(b->http) : -1;
+}
+
 
 void sb_bridge_set_upstream(struct sb_bridge *b, int connected)
 {
@@ -451,6 +501,7 @@ static void drain(struct sb_bridge *b)
 {
   struct pending *p, *next;
   struct reload *r;
+  struct stale *st;
   uint64_t n;
   long long now = mono_ms();
   int per_user = b->cfg.subscribe_mode == SB_SUBSCRIBE_PER_USER;
@@ -461,7 +512,17 @@ static void drain(struct sb_bridge *b)
   p = b->head;
   b->head = b->tail = NULL;
   r = b->reload;
+  st = b->stale;
+  b->stale = NULL;
   pthread_mutex_unlock(&b->lock);
+  /* a record an earlier run left: cleared, unless the user is here again
+   * (announce() has then published the current one) */
+  for (struct stale *next; st; st = next) {
+    next = st->next;
+    if (!sb_hub_is_user_connected(b->hub, st->user))
+      presence_user(b, st->user);
+    free(st);
+  }
   for (; p; p = next) {
     next = p->next;
     if (p->publisher_id && sb_hub_has_event(b->hub, p->user, p->frame->id)) {
@@ -491,6 +552,13 @@ static void drain(struct sb_bridge *b)
 static void free_pending(struct sb_bridge *b)
 {
   struct pending *p = b->head, *next;
+  struct stale *st = b->stale, *snext;
+
+  for (; st; st = snext) {
+    snext = st->next;
+    free(st);
+  }
+  b->stale = NULL;
   for (; p; p = next) {
     next = p->next;
     sb_frame_unref(p->frame);
@@ -584,7 +652,8 @@ int sb_bridge_start(struct sb_bridge *b, char *err)
     snprintf(host, sizeof(host), "localhost");
   host[sizeof(host) - 1] = '\0';
   snprintf(b->instance, sizeof(b->instance), "%.60s:%d", host, sb__http_port(b->http));
-  snprintf(b->will, sizeof(b->will), "{\"instance\":\"%s\",\"online\":false}", b->instance);
+  snprintf(b->will, sizeof(b->will), "{\"instance\":\"%s\",\"online\":false,\"started\":\"%s\"}",
+           b->instance, b->started_at);
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
   ev.data.u64 = TAG_INTAKE;

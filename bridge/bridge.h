@@ -61,6 +61,16 @@ const char *sb_bridge_instance(const struct sb_bridge *b);
  * presence_prefix is empty). Valid once started. */
 const char *sb_bridge_will(const struct sb_bridge *b, const char **payload);
 
+/* Returns "<presence_prefix>/+" when presence is on, else NULL: the MQTT
+ * side subscribes it to learn of records an earlier run left behind. */
+const char *sb_bridge_presence_filter(const struct sb_bridge *b);
+
+/* Hands over a retained presence record seen on the presence filter. A
+ * record of this instance from an earlier run (a crash left it) is cleared
+ * unless its user is connected again. Any thread. */
+void sb_bridge_presence_seen(struct sb_bridge *b, const char *topic, const void *payload,
+                             size_t len);
+
 /* Sets the subscriptions gauge (topic filters the broker acknowledged). */
 void sb_bridge_set_subscriptions(struct sb_bridge *b, int n);
 

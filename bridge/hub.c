@@ -351,7 +351,13 @@ int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts)
   hub->retry = retry;
   hub->o.max_connections = opts->max_connections;
   hub->o.max_connections_per_user = opts->max_connections_per_user;
-  hub->o.heartbeat_ms = opts->heartbeat_ms;
+  if (opts->heartbeat_ms != hub->o.heartbeat_ms) {
+    /* the schedule is a queue in due order: restart it whole, every
+     * connection's next heartbeat one new interval from now */
+    hub->o.heartbeat_ms = opts->heartbeat_ms;
+    for (struct sb_conn *c = hub->hb_head; c; c = c->hb_next)
+      c->next_hb = hub->now + opts->heartbeat_ms;
+  }
   hub->o.retry_ms = opts->retry_ms;
   hub->o.max_queue_bytes = opts->max_queue_bytes;
   return 0;

@@ -60,8 +60,9 @@ struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *l
                           struct sb_metrics *metrics);
 
 /* Takes the limits of opts that may change while running: max_connections,
- * max_connections_per_user, heartbeat_ms (from each connection's next
- * heartbeat on), retry_ms (for new connections) and max_queue_bytes. Returns
+ * max_connections_per_user, heartbeat_ms (a changed interval restarts every
+ * connection's schedule from the latest time the hub was given), retry_ms (for
+ * new connections) and max_queue_bytes. Returns
  * 0 or SB_ENOMEM (nothing changed). */
 int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts);
 

@@ -26,11 +26,16 @@ struct sb_mqtt {
   atomic_int was_up; /* subscribed during the current connection */
   int per_user;      /* subscribe_mode per_user: the server asks per user */
   int subscriptions; /* filters acknowledged (client thread only) */
+  int presence_mid;  /* the look at our retained presence records (not counted) */
+  int presence_unsub_mid;
+  atomic_int unacked; /* QoS 1 publishes the broker has not acknowledged yet */
   char client_id[160];
 };
 
 #define BACKOFF_MIN_S 1
 #define BACKOFF_MAX_S 30
+/* How long a stop waits for the broker to acknowledge the last publishes. */
+#define FLUSH_MS 2000
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 {
@@ -44,11 +49,18 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
   }
   m->subscriptions = 0;
   sb_bridge_set_subscriptions(m->b, 0);
+  /* publishing works from now on; /healthz waits for the subscription */
+  atomic_store(&m->connected, 1);
+  /* the retained records of this instance's earlier runs: a crash may have
+   * left some (sb_bridge_presence_seen clears them) */
+  if (sb_bridge_presence_filter(m->b))
+    mosquitto_subscribe(mosq, &m->presence_mid, sb_bridge_presence_filter(m->b), 1);
   if (m->per_user) {
     /* the server subscribes each user it holds as it learns it is up */
     SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing per user (QoS %d)",
            m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, m->cfg->mqtt_qos);
-    atomic_store(&m->connected, 1);
+    /* a session that was once in wildcard mode would still get everything */
+    mosquitto_unsubscribe(mosq, NULL, sub);
     atomic_store(&m->was_up, 1);
     sb_bridge_set_upstream(m->b, 1);
     return;
@@ -65,8 +77,12 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 {
   struct sb_mqtt *m = obj;
 
-  (void)mosq;
-  (void)mid;
+  if (mid == m->presence_mid) {
+    /* the retained records come right after the SUBACK, before the broker
+     * reads the UNSUBSCRIBE; then no echo of our own records follows */
+    mosquitto_unsubscribe(mosq, &m->presence_unsub_mid, sb_bridge_presence_filter(m->b));
+    return;
+  }
   if (qos_count < 1 || granted[0] > 2) {
     SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] The broker refused a subscription (%s)",
            m->per_user ? "per user" : sb_bridge_subscription(m->b));
@@ -75,7 +91,6 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
   sb_bridge_set_subscriptions(m->b, ++m->subscriptions);
   if (m->per_user)
     return;
-  atomic_store(&m->connected, 1);
   atomic_store(&m->was_up, 1);
   sb_bridge_set_upstream(m->b, 1);
 }
@@ -85,9 +100,20 @@ static void on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
   struct sb_mqtt *m = obj;
 
   (void)mosq;
-  (void)mid;
+  if (mid == m->presence_unsub_mid)
+    return;
   if (m->subscriptions > 0)
     sb_bridge_set_subscriptions(m->b, --m->subscriptions);
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+{
+  struct sb_mqtt *m = obj;
+
+  (void)mosq;
+  (void)mid;
+  if (atomic_load(&m->unacked) > 0)
+    atomic_fetch_sub(&m->unacked, 1);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
@@ -108,7 +134,16 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 {
   struct sb_mqtt *m = obj;
 
+  const char *pf = sb_bridge_presence_filter(m->b);
+  bool presence = false;
+
   (void)mosq;
+  if (pf && mosquitto_topic_matches_sub(pf, msg->topic, &presence) == MOSQ_ERR_SUCCESS &&
+      presence) {
+    if (msg->retain)
+      sb_bridge_presence_seen(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
+    return;
+  }
   /* A retained copy is an old event handed out again on every subscribe:
    * it was relayed when it was published, so it is not relayed again. */
   if (msg->retain)
@@ -144,9 +179,14 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
     snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
     return SB_EINVAL;
   }
+  /* loop_forever runs on a thread of ours and the server's loop publishes
+   * and subscribes from another: without this, libmosquitto writes a packet
+   * on the calling thread, interleaved with its own thread's writes */
+  mosquitto_threaded_set(m->mosq, true);
   mosquitto_connect_callback_set(m->mosq, on_connect);
   mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
   mosquitto_unsubscribe_callback_set(m->mosq, on_unsubscribe);
+  mosquitto_publish_callback_set(m->mosq, on_publish);
   mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
   mosquitto_message_callback_set(m->mosq, on_message);
   mosquitto_log_callback_set(m->mosq, on_log);
@@ -246,13 +286,16 @@ static void *run(void *arg)
 static int publish(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags)
 {
   struct sb_mqtt *m = ctx;
-  int retain = (flags & SB_PUBLISH_RETAIN) != 0, rc;
+  int retain = (flags & SB_PUBLISH_RETAIN) != 0, qos = retain ? 1 : m->cfg->mqtt_qos, rc;
 
   if (!atomic_load(&m->connected))
     return SB_ESTATE;
-  rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, retain ? 1 : m->cfg->mqtt_qos,
-                         retain);
+  if (qos > 0)
+    atomic_fetch_add(&m->unacked, 1);
+  rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
   if (rc != MOSQ_ERR_SUCCESS) {
+    if (qos > 0)
+      atomic_fetch_sub(&m->unacked, 1);
     SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot publish on %s: %s", topic, mosquitto_strerror(rc));
     return SB_EIO;
   }
@@ -310,6 +353,13 @@ void sb_mqtt_stop(struct sb_mqtt *m)
 
   if (!m || !m->started)
     return;
+  /* What the server said last (presence cleared, the instance offline) is
+   * acknowledged first: libmosquitto closes the socket right after the
+   * DISCONNECT, and a close with unread data (a reset) may throw away what
+   * the broker has not read yet. */
+  for (int i = 0; i < FLUSH_MS / 20 && atomic_load(&m->connected) && atomic_load(&m->unacked) > 0;
+       i++)
+    nanosleep(&slice, NULL);
   atomic_store(&m->stopping, 1);
   /* Ends loop_forever; repeated in case the thread was between connecting
    * and entering the loop. */

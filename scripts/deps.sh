@@ -7,7 +7,9 @@ PKGS=(build-essential cmake pkg-config
       libmosquitto-dev mosquitto-dev mosquitto mosquitto-clients
       libmicrohttpd-dev libjansson-dev libjwt-dev libssl-dev openssl
       libcmocka-dev python3 curl procps)
-[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium)
+# rabbitmq-server: test_fault_scale runs the daemon against a private
+# RabbitMQ node (its MQTT plugin) that the test starts and stops itself.
+[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -19,5 +21,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # Installing a package with a service (rabbitmq-server) would start it as
+  # a system service: the tests start their own nodes, so none may be left
+  # running. A policy-rc.d answering 101 tells invoke-rc.d and
+  # deb-systemd-invoke not to start anything while we install (a container
+  # may already have one; ours is removed again afterwards).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Where rabbitmq-server is installed its service stays off (the tests run
+# private nodes on free ports); disabled so it does not come up at boot.
+if dpkg-query -W -f='${Status}' rabbitmq-server 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rabbitmq-server.service >/dev/null 2>&1 || true
+  elif pgrep -u rabbitmq -f rabbit >/dev/null 2>&1; then
+    $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true
+  fi
 fi

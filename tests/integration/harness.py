@@ -528,7 +528,8 @@ class DaemonBridge(BridgeHttp):
         """Starts the daemon on a free port; waits until /healthz says 200
         (the MQTT side is up), or only until it listens."""
         assert self.proc is None
-        self.port = free_port()
+        # a given http_port stays (a restart keeps the instance's name)
+        self.port = int(self.opts["http_port"]) if "http_port" in self.opts else free_port()
         self.proc = self._spawn(self.command())
         attempts = [1]
 

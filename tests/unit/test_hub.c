@@ -1490,6 +1490,14 @@ static void test_reconfigure(void **state)
   assert_int_equal(sb_hub_reconfigure(f->hub, &o), 0);
   x = reg(f, "u2", "a", NULL, &w);
   assert_string_equal(drain(x), "retry: 2500\n\n");
+  /* a shorter heartbeat: both connections are due one new interval on */
+  assert_int_equal(sb_hub_tick(f->hub, 1000), 25000 - 1000);
+  o.heartbeat_ms = 2000;
+  assert_int_equal(sb_hub_reconfigure(f->hub, &o), 0);
+  assert_int_equal(sb_hub_tick(f->hub, 1500), 1500);
+  sb_hub_tick(f->hub, 3000);
+  assert_string_equal(drain(c), HB);
+  assert_string_equal(drain(x), HB);
 }
 
 int main(void)
