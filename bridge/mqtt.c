@@ -181,7 +181,11 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
   }
   /* loop_forever runs on a thread of ours and the server's loop publishes
    * and subscribes from another: without this, libmosquitto writes a packet
-   * on the calling thread, interleaved with its own thread's writes */
+   * on the calling thread, interleaved with its own thread's writes. It also
+   * carries the durability promise: libmosquitto 2.0.11 builds the PUBACK of
+   * a QoS 1 message before it calls on_message, and only in threaded mode is
+   * that PUBACK queued (written after on_message, and so after the journal)
+   * rather than written at once. */
   mosquitto_threaded_set(m->mosq, true);
   mosquitto_connect_callback_set(m->mosq, on_connect);
   mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
