@@ -22,8 +22,18 @@
 #include "topic.h"
 #include "webfiles.h"
 
-#define STREAM_BLOCK 8192
+/* The block of a stream's response: libmicrohttpd sends only the first chunk
+ * (the retry line and what of a replay fits), the loop writes the rest. */
+#ifndef STREAM_BLOCK
+#define STREAM_BLOCK 256
+#endif
+/* libmicrohttpd's pool per connection, which bounds the request headers. It
+ * is most of a stream's memory: libmicrohttpd 0.9.75 reads into half of it
+ * and zeroes what it gives back, so an idle stream keeps about 2/3 of it
+ * resident (bench/README.md, Profile 2). */
+#ifndef CONN_MEMORY_LIMIT
 #define CONN_MEMORY_LIMIT (32 * 1024)
+#endif
 #define REQUEST_TIMEOUT_S 30
 
 struct stream;
