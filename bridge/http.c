@@ -421,8 +421,9 @@ void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events)
   w = &h->watches[data];
   if (!w->registered)
     return;
-  if (w->s && w->s->direct && !(events & ~(uint32_t)EPOLLOUT)) {
-    mark_dirty(h, w->s); /* the socket takes more again */
+  if (!(events & ~(uint32_t)EPOLLOUT)) {
+    if (w->s && w->s->direct)
+      mark_dirty(h, w->s); /* the socket takes more again */
     return;
   }
   if (w->s)
