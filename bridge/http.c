@@ -39,7 +39,8 @@
 struct stream;
 
 /* A socket the loop's epoll watches for a hang-up (EPOLLRDHUP): libmicrohttpd
- * does not see a client leave while its stream is suspended. Indexed by fd.
+ * does not see a client leave while its stream is suspended. A direct stream
+ * also watches it for EPOLLOUT while the socket is full. Indexed by fd.
  * The watch lives from the stream's start until libmicrohttpd closes the
  * socket (NOTIFY_CLOSED), which may outlive the stream (keep-alive). */
 struct watch {
