@@ -18,17 +18,29 @@
 #include "err.h"
 #include "event.h"
 #include "sse.h"
+#include "stream.h"
 #include "topic.h"
 #include "webfiles.h"
 
-#define STREAM_BLOCK 8192
+/* The block of a stream's response: libmicrohttpd sends only the first chunk
+ * (the retry line and what of a replay fits), the loop writes the rest. */
+#ifndef STREAM_BLOCK
+#define STREAM_BLOCK 256
+#endif
+/* libmicrohttpd's pool per connection, which bounds the request headers. It
+ * is most of a stream's memory: libmicrohttpd 0.9.75 reads into half of it
+ * and zeroes what it gives back, so an idle stream keeps about 2/3 of it
+ * resident (bench/README.md, Profile 2). */
+#ifndef CONN_MEMORY_LIMIT
 #define CONN_MEMORY_LIMIT (32 * 1024)
+#endif
 #define REQUEST_TIMEOUT_S 30
 
 struct stream;
 
 /* A socket the loop's epoll watches for a hang-up (EPOLLRDHUP): libmicrohttpd
- * does not see a client leave while its stream is suspended. Indexed by fd.
+ * does not see a client leave while its stream is suspended. A direct stream
+ * also watches it for EPOLLOUT while the socket is full. Indexed by fd.
  * The watch lives from the stream's start until libmicrohttpd closes the
  * socket (NOTIFY_CLOSED), which may outlive the stream (keep-alive). */
 struct watch {
@@ -43,16 +55,35 @@ struct sb__http {
   int quiesced;
   struct watch *watches;
   size_t nwatches;
+  struct stream *direct;                 /* streams the loop writes itself */
+  struct stream *dirty_head, *dirty_tail; /* of those, the ones to write now */
 };
 
 /* One SSE response: the hub's connection and the libmicrohttpd connection
- * that carries it. Freed by libmicrohttpd's free callback of the response. */
+ * that carries it. Freed by libmicrohttpd's free callback of the response.
+ *
+ * libmicrohttpd sends the headers and the first chunk (the retry line, and
+ * what of a replay fits in STREAM_BLOCK). When it asks for more, the stream
+ * turns direct: the connection stays suspended for the life of the stream and
+ * the loop writes the queued frames to the socket itself (stream.h), waiting
+ * for EPOLLOUT when it is full. libmicrohttpd is resumed once more only to end
+ * the stream: cleanly (it sends the last chunk) or cut (socket shut down
+ * first). Without a watched socket a stream stays with libmicrohttpd, which is
+ * resumed whenever the hub has something for it. */
 struct stream {
   struct sb__http *h;
   struct MHD_Connection *mc;
   struct sb_conn *conn;
-  int fd; /* the watched socket, or -1 */
+  int fd;   /* the watched socket, or -1 */
+  int sock; /* the socket, or -1 */
   int suspended;
+  unsigned char direct;  /* written by the loop; on h->direct */
+  unsigned char dirty;   /* on h->dirty_head */
+  unsigned char out_armed; /* watching for EPOLLOUT */
+  unsigned char served;  /* libmicrohttpd has asked for the body once */
+  struct stream *prev, *next; /* h->direct */
+  struct stream *next_dirty;
+  struct sb__stream_out out;
 };
 
 static long long now_ms(void)
@@ -150,10 +181,138 @@ static const char *value(struct MHD_Connection *mc, enum MHD_ValueKind kind, con
 
 /* ---- the SSE stream ------------------------------------------------------- */
 
+/* Queues s to be written by the next sb__http_run(). */
+static void mark_dirty(struct sb__http *h, struct stream *s)
+{
+  if (s->dirty)
+    return;
+  s->dirty = 1;
+  s->next_dirty = NULL;
+  if (h->dirty_tail)
+    h->dirty_tail->next_dirty = s;
+  else
+    h->dirty_head = s;
+  h->dirty_tail = s;
+}
+
+static void unmark_dirty(struct sb__http *h, struct stream *s)
+{
+  struct stream **pp = &h->dirty_head, *prev = NULL;
+
+  if (!s->dirty)
+    return;
+  while (*pp != s) {
+    prev = *pp;
+    pp = &(*pp)->next_dirty;
+  }
+  *pp = s->next_dirty;
+  if (h->dirty_tail == s)
+    h->dirty_tail = prev;
+  s->dirty = 0;
+}
+
+/* Watches the socket of a direct stream for writability too (out = 1), or
+ * for a hang-up only. */
+static void arm_out(struct sb__http *h, struct stream *s, int out)
+{
+  struct epoll_event ev;
+
+  if (s->fd < 0 || s->out_armed == out)
+    return;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLRDHUP | (out ? EPOLLOUT : 0);
+  ev.data.u64 = (uint64_t)s->fd;
+  if (epoll_ctl(h->env.epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0)
+    s->out_armed = (unsigned char)out;
+}
+
+/* Hands a direct stream back to libmicrohttpd to end it: cleanly (it sends
+ * the last chunk; everything queued has been written) or cut (the socket is
+ * shut down first, and the callback answers with an error). */
+static void end_direct(struct sb__http *h, struct stream *s, int cut)
+{
+  unmark_dirty(h, s);
+  arm_out(h, s, 0);
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    h->direct = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+  s->direct = 0;
+  if (cut && s->sock >= 0)
+    shutdown(s->sock, SHUT_RDWR);
+  s->suspended = 0;
+  MHD_resume_connection(s->mc);
+}
+
+/* Writes what the hub queued to a direct stream, or ends it. */
+static void flush_one(struct sb__http *h, struct stream *s)
+{
+  int state = sb_conn_state(s->conn), rc;
+
+  if (state == SB_CONN_CUT) {
+    end_direct(h, s, 1);
+    return;
+  }
+  rc = sb__stream_write(&s->out, s->sock, s->conn);
+  if (rc == SB__STREAM_ERROR) {
+    sb_hub_gone(h->env.hub, s->conn); /* wakes s again, as cut */
+    return;
+  }
+  if (rc == SB__STREAM_AGAIN) {
+    arm_out(h, s, 1);
+    return;
+  }
+  arm_out(h, s, 0);
+  if (state == SB_CONN_CLOSING)
+    end_direct(h, s, 0);
+  else
+    sb_conn_wait(s->conn);
+}
+
+static void flush_dirty(struct sb__http *h)
+{
+  struct stream *s;
+
+  while ((s = h->dirty_head)) {
+    h->dirty_head = s->next_dirty;
+    if (!h->dirty_head)
+      h->dirty_tail = NULL;
+    s->dirty = 0;
+    if (s->direct)
+      flush_one(h, s);
+  }
+}
+
+/* The body callback's second call: libmicrohttpd has sent everything before
+ * it, so the loop takes the socket over from here. */
+static void take_over(struct sb__http *h, struct stream *s)
+{
+  s->direct = 1;
+  s->prev = NULL;
+  s->next = h->direct;
+  if (h->direct)
+    h->direct->prev = s;
+  h->direct = s;
+  if (sb_conn_queued(s->conn))
+    mark_dirty(h, s);
+  else
+    sb_conn_wait(s->conn);
+  s->suspended = 1;
+  MHD_suspend_connection(s->mc);
+}
+
 static void stream_wake(void *ctx)
 {
   struct stream *s = ctx;
   const union MHD_ConnectionInfo *ci;
+
+  if (s->direct) {
+    mark_dirty(s->h, s); /* written by the next run, outside the hub's call */
+    return;
+  }
 
   /* Cut: the client may not be reading, so libmicrohttpd might never get to
    * write (and close) again; end the socket itself, which it then sees. */
@@ -176,6 +335,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
   (void)pos;
   if (state == SB_CONN_CUT)
     return MHD_CONTENT_READER_END_WITH_ERROR;
+  if (state == SB_CONN_OPEN && s->served && s->fd >= 0) {
+    take_over(s->h, s);
+    return 0;
+  }
+  s->served = 1;
   if ((n = sb_conn_read(s->conn, buf, max)) > 0)
     return (ssize_t)n;
   if (state == SB_CONN_CLOSING)
@@ -191,6 +355,15 @@ static void stream_free(void *cls)
   struct stream *s = cls;
   if (s->fd >= 0)
     s->h->watches[s->fd].s = NULL;
+  unmark_dirty(s->h, s);
+  if (s->direct) { /* libmicrohttpd stopped with the stream suspended */
+    if (s->prev)
+      s->prev->next = s->next;
+    else
+      s->h->direct = s->next;
+    if (s->next)
+      s->next->prev = s->prev;
+  }
   sb_hub_unregister(s->h->env.hub, s->conn);
   free(s);
 }
@@ -236,18 +409,24 @@ static void watch(struct sb__http *h, struct stream *s)
   h->watches[fd].s = s;
   h->watches[fd].registered = 1;
   s->fd = fd;
+  s->sock = fd;
+  s->out_armed = 0;
 }
 
 void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events)
 {
   struct watch *w;
 
-  (void)events;
   if (data >= h->nwatches)
     return;
   w = &h->watches[data];
   if (!w->registered)
     return;
+  if (!(events & ~(uint32_t)EPOLLOUT)) {
+    if (w->s && w->s->direct)
+      mark_dirty(h, w->s); /* the socket takes more again */
+    return;
+  }
   if (w->s)
     sb_hub_gone(h->env.hub, w->s->conn);
   /* The stream ends now; libmicrohttpd closes the socket when it next runs.
@@ -323,7 +502,7 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
   }
   s->h = h;
   s->mc = mc;
-  s->fd = -1;
+  s->fd = s->sock = -1;
   rc = sb_hub_register(h->env.hub, user, device, last, now_ms(), stream_wake, s, &s->conn);
   free(user);
   if (rc) {
@@ -782,17 +961,22 @@ int sb__http_port(const struct sb__http *h)
 
 void sb__http_run(struct sb__http *h)
 {
+  flush_dirty(h);
   MHD_run(h->d);
   /* libmicrohttpd closes the connections that this run ended only at the
    * start of the next run, and its timeout does not say so: without a
    * second run, a connection refused with 431 would stay open until
    * something else happens. */
   MHD_run(h->d);
+  /* streams that this run handed over with a replay still queued */
+  flush_dirty(h);
 }
 
 long long sb__http_timeout(struct sb__http *h)
 {
   MHD_UNSIGNED_LONG_LONG t;
+  if (h->dirty_head)
+    return 0;
   if (MHD_get_timeout(h->d, &t) != MHD_YES)
     return -1;
   return (long long)t;
@@ -813,6 +997,11 @@ void sb__http_stop(struct sb__http *h)
 {
   if (!h)
     return;
+  /* Streams still written by the loop (their clients did not take the last
+   * bytes in time) are cut, and libmicrohttpd closes them. */
+  while (h->direct)
+    end_direct(h, h->direct, 1);
+  MHD_run(h->d);
   MHD_stop_daemon(h->d);
   free(h->watches);
   free(h);

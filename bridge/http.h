@@ -1,10 +1,12 @@
 /* http.h: the libmicrohttpd adapter (internal to the server).
  *
  * Routes requests (the SSE stream, /healthz, /metrics, static files) and
- * turns hub connections into streaming responses that are suspended while
- * their queue is empty and resumed when the hub wakes them. Runs in
- * libmicrohttpd's external-epoll mode: every function here is called on the
- * server's loop thread, which also owns the hub. */
+ * turns hub connections into streaming responses. libmicrohttpd sends a
+ * stream's headers and first chunk; then its connection stays suspended and
+ * the loop writes the stream's frames to the socket itself (stream.h),
+ * resuming libmicrohttpd only to end the stream. Runs in libmicrohttpd's
+ * external-epoll mode: every function here is called on the server's loop
+ * thread, which also owns the hub. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
@@ -44,14 +46,16 @@ int sb__http_fd(const struct sb__http *h);
 int sb__http_port(const struct sb__http *h);
 
 /* Handles an event of the loop's epoll whose data.u64 is below
- * SB__HTTP_TAG_MIN: a stream's socket was hung up by its client. */
+ * SB__HTTP_TAG_MIN: a stream's socket was hung up by its client, or takes
+ * more bytes again (EPOLLOUT). */
 void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events);
 
-/* Lets libmicrohttpd do its work. Never blocks. */
+/* Writes what the hub queued to the streams it woke, then lets
+ * libmicrohttpd do its work. Never blocks. */
 void sb__http_run(struct sb__http *h);
 
 /* Returns the longest the loop may sleep before sb__http_run(), in ms (-1:
- * no limit). */
+ * no limit; 0 while streams wait to be written). */
 long long sb__http_timeout(struct sb__http *h);
 
 /* Stops accepting new connections (the streams go on). */

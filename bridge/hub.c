@@ -803,6 +803,49 @@ size_t sb_conn_read(struct sb_conn *c, char *buf, size_t max)
   return n;
 }
 
+size_t sb_conn_peek(const struct sb_conn *c, struct iovec *iov, size_t max_iov,
+                    size_t max_bytes, size_t *bytes)
+{
+  const struct queue *q = &c->q;
+  size_t k = 0, n = 0, off = q->offset;
+
+  for (unsigned i = 0; i < q->count && k < max_iov && n < max_bytes; i++, off = 0) {
+    const struct sb_frame *f = q->items[(q->head + i) & (q->cap - 1)];
+    size_t take = f->len - off;
+    if (take > max_bytes - n)
+      take = max_bytes - n;
+    iov[k].iov_base = (void *)(f->bytes + off);
+    iov[k].iov_len = take;
+    k++;
+    n += take;
+  }
+  *bytes = n;
+  return k;
+}
+
+void sb_conn_consume(struct sb_conn *c, size_t n)
+{
+  struct queue *q = &c->q;
+
+  if (n > q->bytes)
+    n = q->bytes;
+  q->bytes -= n;
+  while (n) {
+    struct sb_frame *f = q->items[q->head];
+    size_t take = f->len - q->offset;
+    if (take > n)
+      take = n;
+    n -= take;
+    q->offset += take;
+    if (q->offset == f->len) {
+      sb_frame_unref(f);
+      q->head = (q->head + 1) & (q->cap - 1);
+      q->count--;
+      q->offset = 0;
+    }
+  }
+}
+
 void sb_conn_wait(struct sb_conn *conn)
 {
   conn->waiting = 1;

@@ -14,6 +14,7 @@
 #define SB_HUB_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -149,6 +150,18 @@ void sb_hub_gauges(const struct sb_hub *hub, struct sb_metrics_gauges *g);
  * are batched while they fit. Returns the number of bytes copied (0: the
  * queue is empty). */
 size_t sb_conn_read(struct sb_conn *conn, char *buf, size_t max);
+
+/* Points iov (at most max_iov entries) at the queued bytes of conn, oldest
+ * first, up to max_bytes in all, without consuming them; the bytes stay valid
+ * until they are consumed or the connection is cut or unregistered. Returns the
+ * number of entries filled and sets *bytes to their total. For a writer that
+ * sends straight from the shared frames (writev). */
+size_t sb_conn_peek(const struct sb_conn *conn, struct iovec *iov, size_t max_iov,
+                    size_t max_bytes, size_t *bytes);
+
+/* Consumes the first n queued bytes of conn (n at most sb_conn_queued()),
+ * as sb_conn_read() would without copying them. */
+void sb_conn_consume(struct sb_conn *conn, size_t n);
 
 /* Marks conn as waiting: the next queued byte or close calls its wake
  * function once. Call it after sb_conn_read() returned 0. */

@@ -9,8 +9,8 @@ import signal
 import time
 import unittest
 
-from harness import (BridgeTestCase, assert_quiet, only_forms, open_stuck_stream, pump, scaled,
-                     wait_until)
+from harness import (BridgeTestCase, assert_quiet, compact, only_forms, open_stuck_stream, pump,
+                     scaled, wait_until)
 
 
 @only_forms("daemon")  # only the daemon reconnects to a broker (plugin: test_plugin.Restart)
@@ -132,6 +132,48 @@ class Stopping(BridgeTestCase):
         self.assertLess(took, scaled(5), "SIGTERM took %.1f s with a stuck client" % took)
         self.assertEqual(rc, 0)
         self.assertTrue(fast.ended)
+
+    def test_sigterm_with_a_paused_reader_flushes_everything(self):
+        # a reader that pauses with megabytes queued beyond its socket gets
+        # every event, in order, and the last chunk, if it reads within the
+        # grace time
+        import json
+        self.start_bridge(max_queue_bytes=16 << 20)
+        paused = open_stuck_stream(self.bridge.port, "deviceId=a1&userId=A")
+        self.addCleanup(paused.close)
+        self.wait_connections(1)
+        n, pad = 1500, "x" * 4000
+        self.broker.publish_lines("sync/A/timer", [
+            compact({"type": "t", "payload": {"m": i, "pad": pad}}) for i in range(n)])
+        wait_until(lambda: self.bridge.metrics()["mqtt_sse_bridge_events_delivered_total"] == n,
+                   20, what="the events queued to the paused reader")
+        self.bridge.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        paused.settimeout(scaled(5))
+        wire = bytearray()
+        while True:
+            got = paused.recv(1 << 16)
+            if not got:
+                break
+            wire += got
+        self.assertEqual(self.bridge.wait_exit(timeout=10), 0)
+        head, _, body = bytes(wire).partition(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: chunked", head)
+        data, i, ended = bytearray(), 0, False
+        while i < len(body):
+            j = body.index(b"\r\n", i)
+            size = int(body[i:j], 16)
+            i = j + 2
+            if size == 0:
+                ended = body[i:] == b"\r\n"
+                break
+            data += body[i:i + size]
+            self.assertEqual(body[i + size:i + size + 2], b"\r\n")
+            i += size + 2
+        self.assertTrue(ended, "no last chunk; tail %r" % body[-40:])
+        markers = [json.loads(line[6:])["payload"]["m"]
+                   for line in bytes(data).split(b"\n") if line.startswith(b"data: ")]
+        self.assertEqual(markers, list(range(n)))
 
     def test_sigterm_while_a_client_sends_a_request_slowly(self):
         import socket
