@@ -47,7 +47,9 @@ static void no_wake(void *ctx)
 static int setup(void **state)
 {
   struct fx *f = calloc(1, sizeof(*f));
-  struct sb_hub_opts o = {100, 10, 0, 25000, 1000, 1 << 20, 10};
+  struct sb_hub_opts o = {.max_connections = 100, .max_connections_per_user = 10,
+                          .replay_buffer = 0, .heartbeat_ms = 25000, .retry_ms = 1000,
+                          .max_queue_bytes = 1 << 20, .max_idle_users = 10};
   int small = 4096;
 
   f->log.level = SB_LOG_ERROR;
