@@ -60,16 +60,20 @@ struct sb__http {
 };
 
 /* One SSE response: the hub's connection and the libmicrohttpd connection
- * that carries it. Freed by libmicrohttpd's free callback of the response.
+ * that carries it.
  *
  * libmicrohttpd sends the headers and the first chunk (the retry line, and
  * what of a replay fits in STREAM_BLOCK). When it asks for more, the stream
- * turns direct: the connection stays suspended for the life of the stream and
- * the loop writes the queued frames to the socket itself (stream.h), waiting
- * for EPOLLOUT when it is full. libmicrohttpd is resumed once more only to end
- * the stream: cleanly (it sends the last chunk) or cut (socket shut down
- * first). Without a watched socket a stream stays with libmicrohttpd, which is
- * resumed whenever the hub has something for it. */
+ * turns direct and the loop writes the queued frames to the socket itself
+ * (stream.h), waiting for EPOLLOUT when it is full. Normally it also detaches:
+ * the loop keeps a duplicate of the socket, libmicrohttpd closes its
+ * connection (and frees its memory pool), and the loop ends the stream itself
+ * (the last chunk, then the close) and frees it. Without a descriptor to spare
+ * the connection stays suspended instead and libmicrohttpd is resumed once more
+ * only to end it: cleanly (it sends the last chunk) or cut (socket shut down
+ * first); its free callback then frees the stream. Without a watched socket a
+ * stream stays with libmicrohttpd, which is resumed whenever the hub has
+ * something for it. */
 struct stream {
   struct sb__http *h;
   struct MHD_Connection *mc;
@@ -81,6 +85,8 @@ struct stream {
   unsigned char dirty;   /* on h->dirty_head */
   unsigned char out_armed; /* watching for EPOLLOUT */
   unsigned char served;  /* libmicrohttpd has asked for the body once */
+  unsigned char detached; /* sock is our duplicate; libmicrohttpd has let go */
+  unsigned char ending;  /* detached and closing: the last chunk is queued */
   struct stream *prev, *next; /* h->direct */
   struct stream *next_dirty;
   struct sb__stream_out out;
@@ -229,6 +235,8 @@ static void arm_out(struct sb__http *h, struct stream *s, int out)
 /* Hands a direct stream back to libmicrohttpd to end it: cleanly (it sends
  * the last chunk; everything queued has been written) or cut (the socket is
  * shut down first, and the callback answers with an error). */
+static void unwatch(struct sb__http *h, int fd);
+
 static void end_direct(struct sb__http *h, struct stream *s, int cut)
 {
   unmark_dirty(h, s);
@@ -241,6 +249,17 @@ static void end_direct(struct sb__http *h, struct stream *s, int cut)
     s->next->prev = s->prev;
   s->prev = s->next = NULL;
   s->direct = 0;
+  if (s->detached) {
+    /* the stream is ours alone: close the socket (after the last chunk,
+     * unless cut) and end the hub's connection */
+    if (s->fd >= 0)
+      unwatch(h, s->fd);
+    shutdown(s->sock, cut ? SHUT_RDWR : SHUT_WR);
+    close(s->sock);
+    sb_hub_unregister(h->env.hub, s->conn);
+    free(s);
+    return;
+  }
   if (cut && s->sock >= 0)
     shutdown(s->sock, SHUT_RDWR);
   s->suspended = 0;
@@ -266,10 +285,15 @@ static void flush_one(struct sb__http *h, struct stream *s)
     return;
   }
   arm_out(h, s, 0);
-  if (state == SB_CONN_CLOSING)
-    end_direct(h, s, 0);
-  else
+  if (state != SB_CONN_CLOSING) {
     sb_conn_wait(s->conn);
+  } else if (s->detached && !s->ending) {
+    sb__stream_end(&s->out); /* the last chunk, then the close */
+    s->ending = 1;
+    flush_one(h, s);
+  } else {
+    end_direct(h, s, 0);
+  }
 }
 
 static void flush_dirty(struct sb__http *h)
@@ -304,6 +328,42 @@ static void take_over(struct sb__http *h, struct stream *s)
   MHD_suspend_connection(s->mc);
 }
 
+static int watch_fd(struct sb__http *h, struct stream *s, int fd);
+
+/* The body callback's second call, when the stream has a watched socket:
+ * instead of keeping libmicrohttpd's connection (and its memory pool, most
+ * of a stream's memory) suspended for the stream's life, the loop keeps a
+ * duplicate of the socket and libmicrohttpd closes its connection. It does
+ * not shut the socket down in MHD_USE_TURBO mode, so closing its descriptor
+ * leaves the stream open. Returns 0, or -1 (no descriptor to spare) to keep
+ * the stream suspended instead. */
+static int detach(struct sb__http *h, struct stream *s)
+{
+  int own = fcntl(s->sock, F_DUPFD_CLOEXEC, 0);
+
+  if (own < 0)
+    return -1;
+  unwatch(h, s->fd);
+  if (watch_fd(h, s, own) != 0) {
+    close(own);
+    watch_fd(h, s, s->sock);
+    return -1;
+  }
+  s->detached = 1;
+  s->mc = NULL;
+  s->direct = 1;
+  s->prev = NULL;
+  s->next = h->direct;
+  if (h->direct)
+    h->direct->prev = s;
+  h->direct = s;
+  if (sb_conn_queued(s->conn))
+    mark_dirty(h, s);
+  else
+    sb_conn_wait(s->conn);
+  return 0;
+}
+
 static void stream_wake(void *ctx)
 {
   struct stream *s = ctx;
@@ -336,6 +396,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
   if (state == SB_CONN_CUT)
     return MHD_CONTENT_READER_END_WITH_ERROR;
   if (state == SB_CONN_OPEN && s->served && s->fd >= 0) {
+    if (detach(s->h, s) == 0)
+      return MHD_CONTENT_READER_END_WITH_ERROR; /* libmicrohttpd lets go; the stream goes on */
     take_over(s->h, s);
     return 0;
   }
@@ -353,6 +415,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
   struct stream *s = cls;
+  if (s->detached)
+    return; /* the loop's now (end_direct frees it) */
   if (s->fd >= 0)
     s->h->watches[s->fd].s = NULL;
   unmark_dirty(s->h, s);
@@ -381,20 +445,15 @@ static void unwatch(struct sb__http *h, int fd)
 
 /* Watches the socket of s for a hang-up; without a watch the stream still
  * works, and a dead client is found by the next heartbeat. */
-static void watch(struct sb__http *h, struct stream *s)
+static int watch_fd(struct sb__http *h, struct stream *s, int fd)
 {
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(s->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
   struct epoll_event ev;
-  int fd;
 
-  if (!ci || (fd = ci->connect_fd) < 0)
-    return;
   if ((size_t)fd >= h->nwatches) {
     size_t n = (size_t)fd * 2 + 64;
     struct watch *w = realloc(h->watches, n * sizeof(*w));
     if (!w)
-      return;
+      return -1;
     memset(w + h->nwatches, 0, (n - h->nwatches) * sizeof(*w));
     h->watches = w;
     h->nwatches = n;
@@ -405,12 +464,22 @@ static void watch(struct sb__http *h, struct stream *s)
   ev.events = EPOLLRDHUP;
   ev.data.u64 = (uint64_t)fd;
   if (epoll_ctl(h->env.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-    return;
+    return -1;
   h->watches[fd].s = s;
   h->watches[fd].registered = 1;
   s->fd = fd;
   s->sock = fd;
   s->out_armed = 0;
+  return 0;
+}
+
+static void watch(struct sb__http *h, struct stream *s)
+{
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(s->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+  if (ci && ci->connect_fd >= 0)
+    watch_fd(h, s, ci->connect_fd);
 }
 
 void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events)
@@ -911,7 +980,9 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
 {
   struct sb__http *h = calloc(1, sizeof(*h));
   struct sockaddr_storage ss;
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  /* MHD_USE_TURBO: libmicrohttpd closes a connection without shutting its
+   * socket down, which lets a stream outlive its connection (detach) */
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   const union MHD_DaemonInfo *info;
 
   if (!h) {

@@ -2,9 +2,10 @@
  *
  * Routes requests (the SSE stream, /healthz, /metrics, static files) and
  * turns hub connections into streaming responses. libmicrohttpd sends a
- * stream's headers and first chunk; then its connection stays suspended and
- * the loop writes the stream's frames to the socket itself (stream.h),
- * resuming libmicrohttpd only to end the stream. Runs in libmicrohttpd's
+ * stream's headers and first chunk; then the loop keeps a duplicate of the
+ * socket and writes the stream's frames to it itself (stream.h), while
+ * libmicrohttpd closes its connection and frees its memory (it does not shut
+ * the socket down in MHD_USE_TURBO mode). Runs in libmicrohttpd's
  * external-epoll mode: every function here is called on the server's loop
  * thread, which also owns the hub. */
 #ifndef SB_HTTP_H

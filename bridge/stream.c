@@ -87,6 +87,17 @@ int sb__stream_write(struct sb__stream_out *o, int fd, struct sb_conn *conn)
   }
 }
 
+void sb__stream_end(struct sb__stream_out *o)
+{
+  static const char last[] = "0\r\n\r\n";
+  size_t left = (size_t)(o->pre_len - o->pre_off);
+
+  memmove(o->pre, o->pre + o->pre_off, left);
+  memcpy(o->pre + left, last, sizeof(last) - 1);
+  o->pre_off = 0;
+  o->pre_len = (unsigned char)(left + sizeof(last) - 1);
+}
+
 int sb__stream_pending(const struct sb__stream_out *o)
 {
   return o->chunk_left > 0 || o->pre_len > o->pre_off;

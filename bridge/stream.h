@@ -42,6 +42,10 @@ struct sb__stream_out {
  * raises SIGPIPE, allocates nothing. Loop thread. */
 int sb__stream_write(struct sb__stream_out *out, int fd, struct sb_conn *conn);
 
+/* Queues the last chunk ("0\r\n\r\n") after the framing still due; the next
+ * sb__stream_write() sends it. Only between chunks (no chunk open). */
+void sb__stream_end(struct sb__stream_out *out);
+
 /* Returns 1 while a chunk is open or framing bytes are unsent. */
 int sb__stream_pending(const struct sb__stream_out *out);
 

@@ -271,11 +271,12 @@ class FaultRestart(BridgeTestCase):
         max_queue_bytes + the replay buffer + allocator slack, while the
         stuck stream alone would hold 13 MB without the cut.
 
-        max_queue_bytes is 128 KiB, about 100 events: the server's writing
-        to a reader may lag that much (100 ms at this rate) before the
-        reader is cut too; the queue counts what the server holds besides
-        the kernel's socket buffers."""
-        max_queue = 128 * 1024
+        max_queue_bytes is 256 KiB, about 200 events: the server's writing
+        to a reader (or a reader on a busy machine) may lag that much
+        (200 ms at this rate) before the reader is cut too; the queue counts
+        what the server holds besides the kernel's socket buffers. Measured
+        without sanitizers the peak is within 100 KiB of the baseline."""
+        max_queue = 256 * 1024
         rate = 1000
         self.small_asan_quarantine()
         bridge = self.start_bridge(max_queue_bytes=max_queue)
@@ -348,7 +349,7 @@ class FaultRestart(BridgeTestCase):
                         "the stuck stream held %d bytes" % got)
 
         event_bytes = len(events[0][1]) + 100
-        slack = (16 if SANITIZED else 6) * 1024
+        slack = (16 if SANITIZED else 3) * 1024
         bound = baseline + (11 * max_queue + 256 * event_bytes) // 1024 + slack
         self.assertLessEqual(peak, bound,
                              "RSS peaked at %d KiB; baseline %d KiB, bound %d KiB" %

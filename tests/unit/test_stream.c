@@ -141,6 +141,21 @@ static void test_one_frame_exact_bytes(void **state)
   assert_int_equal(f->nwire, strlen("D\r\n" RETRY "\r\n"));
 }
 
+static void test_last_chunk(void **state)
+{
+  struct fx *f = *state;
+  struct sb__stream_out out = {0};
+
+  assert_int_equal(sb__stream_write(&out, f->sv[0], f->c), SB__STREAM_DONE);
+  sb__stream_end(&out);
+  assert_true(sb__stream_pending(&out));
+  assert_int_equal(sb__stream_write(&out, f->sv[0], f->c), SB__STREAM_DONE);
+  assert_false(sb__stream_pending(&out));
+  take(f);
+  assert_int_equal(f->nwire, strlen("D\r\n" RETRY "\r\n0\r\n\r\n"));
+  assert_memory_equal(f->wire, "D\r\n" RETRY "\r\n0\r\n\r\n", f->nwire);
+}
+
 static void test_frames_batched_in_one_chunk(void **state)
 {
   struct fx *f = *state;
@@ -225,6 +240,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_one_frame_exact_bytes, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_last_chunk, setup, teardown),
     cmocka_unit_test_setup_teardown(test_frames_batched_in_one_chunk, setup, teardown),
     cmocka_unit_test_setup_teardown(test_partial_writes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_peer_gone, setup, teardown),
