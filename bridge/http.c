@@ -310,9 +310,9 @@ static void flush_dirty(struct sb__http *h)
   }
 }
 
-/* The body callback's second call: libmicrohttpd has sent everything before
- * it, so the loop takes the socket over from here. */
-static void take_over(struct sb__http *h, struct stream *s)
+/* Puts s on the loop's list of streams it writes itself, and writes what it
+ * has queued at the next run (or waits for the hub). */
+static void go_direct(struct sb__http *h, struct stream *s)
 {
   s->direct = 1;
   s->prev = NULL;
@@ -324,6 +324,13 @@ static void take_over(struct sb__http *h, struct stream *s)
     mark_dirty(h, s);
   else
     sb_conn_wait(s->conn);
+}
+
+/* The body callback's second call: libmicrohttpd has sent everything before
+ * it, so the loop takes the socket over from here, the connection suspended. */
+static void take_over(struct sb__http *h, struct stream *s)
+{
+  go_direct(h, s);
   s->suspended = 1;
   MHD_suspend_connection(s->mc);
 }
@@ -351,16 +358,7 @@ static int detach(struct sb__http *h, struct stream *s)
   }
   s->detached = 1;
   s->mc = NULL;
-  s->direct = 1;
-  s->prev = NULL;
-  s->next = h->direct;
-  if (h->direct)
-    h->direct->prev = s;
-  h->direct = s;
-  if (sb_conn_queued(s->conn))
-    mark_dirty(h, s);
-  else
-    sb_conn_wait(s->conn);
+  go_direct(h, s);
   return 0;
 }
 
