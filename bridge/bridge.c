@@ -376,7 +376,6 @@ int sb_bridge_http_port(const struct sb_bridge *b)
   return b->http ? sb__http_port(b->http) : -1;
 }
 
-
 void sb_bridge_set_upstream(struct sb_bridge *b, int connected)
 {
   int was = atomic_exchange(&b->metrics.mqtt_connected, connected ? 1 : 0);

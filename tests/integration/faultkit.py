@@ -15,19 +15,10 @@ import struct
 import threading
 import time
 
-from harness import FORM, SSEClient, scaled, wait_until
+from harness import FORM, SSEClient, rss_kib, scaled, wait_until
 
 
 # ---- memory ----------------------------------------------------------------------
-
-def rss_kib(pid):
-    """VmRSS of a process in KiB, from /proc/PID/status."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
 
 class RssSampler(threading.Thread):
     """Samples the VmRSS of pid every interval seconds until stop(); peak

@@ -123,6 +123,50 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_kib(pid):
+    """VmRSS of a process in KiB, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after timeout (scaled); returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(scaled(timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def run_pub(cmd, data):
+    """Runs mosquitto_pub cmd with data on its stdin; fails unless it exits 0
+    (the broker acknowledged everything)."""
+    r = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=scaled(20))
+    if r.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), r.returncode,
+                                                      r.stderr.decode(errors="replace")))
+
+
+def publish_lines(port, topic, payloads, qos=1):
+    """Publishes several messages on one topic of the broker at
+    127.0.0.1:port, in order, with one mosquitto_pub -l (payloads must not
+    hold newlines)."""
+    lines = []
+    for p in payloads:
+        b = p.encode("utf-8") if isinstance(p, str) else p
+        assert b"\n" not in b and b, "publish_lines needs non-empty single-line payloads"
+        lines.append(b)
+    run_pub([MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-t", topic, "-l"],
+            b"\n".join(lines) + b"\n")
+
+
 def read_text(path, limit=None):
     try:
         with open(path, "rb") as f:
@@ -315,17 +359,11 @@ class Broker:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(scaled(timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        rc = stop_process(proc, timeout)
         if self._log:
             self._log.close()
             self._log = None
-        return proc.returncode
+        return rc
 
     def restart(self):
         self.stop()
@@ -356,26 +394,12 @@ class Broker:
         else:
             cmd.append("-s")
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
-        self._run_pub(cmd, data)
+        run_pub(cmd, data)
 
     def publish_lines(self, topic, payloads, qos=1):
         """Publishes several messages on one topic, in order, with one
         mosquitto_pub -l (payloads must not hold newlines)."""
-        lines = []
-        for p in payloads:
-            b = p.encode("utf-8") if isinstance(p, str) else p
-            assert b"\n" not in b and b, "publish_lines needs non-empty single-line payloads"
-            lines.append(b)
-        cmd = [MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(self.port), "-q", str(qos), "-t",
-               topic, "-l"]
-        self._run_pub(cmd, b"\n".join(lines) + b"\n")
-
-    def _run_pub(self, cmd, data):
-        r = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=scaled(20))
-        if r.returncode != 0:
-            raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), r.returncode,
-                                                          r.stderr.decode(errors="replace")))
+        publish_lines(self.port, topic, payloads, qos)
 
 
 class MqttSubscriber:

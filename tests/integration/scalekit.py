@@ -18,20 +18,8 @@ import subprocess
 import time
 import uuid
 
-from harness import (MOSQUITTO_PUB, Broker, free_port, read_text, scaled, wait_until)
-
-
-def mqtt_publish(port, topic, payloads, qos=1):
-    """Publishes payloads (a list of single-line str) on topic, in order,
-    with one mosquitto_pub -l against 127.0.0.1:port; returns once the
-    broker acknowledged them (mosquitto_pub exits 0)."""
-    cmd = [MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-t", topic, "-l"]
-    data = "".join(p + "\n" for p in payloads).encode("utf-8")
-    r = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=scaled(20))
-    if r.returncode != 0:
-        raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), r.returncode,
-                                                      r.stderr.decode(errors="replace")))
+from harness import (Broker, free_port, publish_lines, read_text, scaled, stop_process,
+                     wait_until)
 
 
 def listening(port):
@@ -49,7 +37,7 @@ class Endpoint:
         self.port = port
 
     def publish_lines(self, topic, payloads, qos=1):
-        mqtt_publish(self.port, topic, payloads, qos)
+        publish_lines(self.port, topic, payloads, qos)
 
 
 class BridgedBroker(Broker):
@@ -194,13 +182,7 @@ class RabbitNode:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(scaled(timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout)
         try:  # erl_child_setup and friends share the session we gave it
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
@@ -227,4 +209,4 @@ class RabbitNode:
         return read_text(self.log_path, limit)
 
     def publish_lines(self, topic, payloads, qos=1):
-        mqtt_publish(self.mqtt_port, topic, payloads, qos)
+        publish_lines(self.mqtt_port, topic, payloads, qos)

@@ -8,17 +8,10 @@ import socket
 import time
 import unittest
 
-from harness import BridgeTestCase, http_request, make_jwt, raise_nofile_limit, wait_until
+from harness import (BridgeTestCase, http_request, make_jwt, raise_nofile_limit, rss_kib,
+                     wait_until)
 
 SECRET = "hostile-test-secret"
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def raw_exchange(port, data, timeout=5):

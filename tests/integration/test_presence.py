@@ -6,12 +6,11 @@ GET /api/presence for the authenticated user."""
 
 import json
 import signal
-import subprocess
 import time
 import unittest
 
-from harness import (MOSQUITTO_SUB, BridgeTestCase, free_port, make_jwt, only_forms, scaled,
-                     wait_until)
+from faultkit import retained_messages
+from harness import BridgeTestCase, free_port, make_jwt, only_forms, scaled, wait_until
 
 SECRET = "presence-secret-0123456789abcdef"
 
@@ -21,17 +20,9 @@ def token(sub):
     return make_jwt(SECRET, {"sub": sub, "iat": now, "exp": now + 3600})
 
 
-def retained(broker, topic_filter, wait=0.7):
+def retained(broker, topic_filter):
     """The retained messages under topic_filter, as {topic: parsed JSON}."""
-    out = subprocess.run([MOSQUITTO_SUB, "-h", "127.0.0.1", "-p", str(broker.port), "-t",
-                          topic_filter, "-v", "--retained-only", "-W", str(max(1, int(wait)))],
-                         stdin=subprocess.DEVNULL, capture_output=True,
-                         timeout=scaled(10)).stdout
-    got = {}
-    for line in out.decode("utf-8").splitlines():
-        topic, _, payload = line.partition(" ")
-        got[topic] = json.loads(payload)
-    return got
+    return {t: json.loads(p) for t, p in retained_messages(broker.port, topic_filter).items()}
 
 
 class Presence(BridgeTestCase):
