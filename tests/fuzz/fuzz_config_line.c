@@ -39,13 +39,13 @@ static const struct field fields[] = {
   F(http_bind, STR), F(http_port, INT), F(sse_path, STR), F(web_root, STR),
   F(cors_origins, STR), F(topic_prefix, STR), F(heartbeat_interval, INT), F(retry_ms, INT),
   F(max_connections, INT), F(max_connections_per_user, INT), F(max_event_bytes, LONG),
-  F(max_queue_bytes, LONG), F(replay_buffer, INT), F(presence_prefix, STR),
+  F(max_queue_bytes, LONG), F(replay_buffer, INT), F(presence_prefix, STR), F(replay_dir, STR),
   {"log_level", LOGLEVEL, offsetof(struct sb_config, log_level)},
   {"auth", AUTH, offsetof(struct sb_config, auth)}, F(jwt_secret, STR), F(jwt_secret_file, STR),
   F(jwt_public_key_file, STR), F(jwt_audience, STR), F(jwt_issuer, STR), F(jwt_user_claim, STR),
   F(jwt_cookie, STR), F(jwt_leeway, INT), F(mqtt_host, STR), F(mqtt_port, INT),
   F(mqtt_username, STR), F(mqtt_password, STR), F(mqtt_client_id, STR), F(mqtt_qos, INT),
-  F(mqtt_cafile, STR), F(mqtt_certfile, STR), F(mqtt_keyfile, STR),
+  F(mqtt_cafile, STR), F(mqtt_certfile, STR), F(mqtt_keyfile, STR), F(log_file, STR),
   {"subscribe_mode", SUBSCRIBE, offsetof(struct sb_config, subscribe_mode)},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
