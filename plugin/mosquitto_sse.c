@@ -1,7 +1,7 @@
 /* mosquitto_sse: the bridge as a Mosquitto 2.0 plugin (plugin API 5).
  *
  * The three entry points only: options go to the core's config, messages
- * (MOSQ_EVT_MESSAGE) to sb_bridge_ingest(), and log lines that the server's
+ * (MOSQ_EVT_MESSAGE) to sb_server_ingest(), and log lines that the server's
  * own thread writes wait for the broker's thread (MOSQ_EVT_TICK), since only
  * that thread may call broker functions. Everything else is the core, as in
  * the daemon. */
@@ -14,7 +14,7 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-#include "bridge.h"
+#include "server.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -41,7 +41,7 @@ struct plugin {
   mosquitto_plugin_id_t *id;
   struct sb_config cfg;
   struct sb_log log;
-  struct sb_bridge *bridge;
+  struct sb_server *bridge;
   pthread_t broker_thread;
   pthread_mutex_t lock; /* guards what waits for the broker's thread */
   struct log_line *head, *tail;
@@ -112,7 +112,7 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   if (!o)
     return SB_ENOMEM;
   if (flags & SB_PUBLISH_EVENT)
-    sb_bridge_ingest(p->bridge, topic, payload, len);
+    sb_server_ingest(p->bridge, topic, payload, len);
   o->next = NULL;
   o->len = len;
   o->retain = (flags & SB_PUBLISH_RETAIN) != 0;
@@ -155,10 +155,10 @@ static int on_message(int event, void *event_data, void *userdata)
   (void)event;
   /* Only what the daemon would subscribe (<prefix>/+/+); the message itself
    * is left as it is for the broker's other subscribers. */
-  if (mosquitto_topic_matches_sub(sb_bridge_subscription(p->bridge), ed->topic, &match) ==
+  if (mosquitto_topic_matches_sub(sb_server_subscription(p->bridge), ed->topic, &match) ==
           MOSQ_ERR_SUCCESS &&
       match)
-    sb_bridge_ingest(p->bridge, ed->topic, ed->payload, ed->payloadlen);
+    sb_server_ingest(p->bridge, ed->topic, ed->payload, ed->payloadlen);
   return MOSQ_ERR_SUCCESS;
 }
 
@@ -175,7 +175,7 @@ static void plugin_free(struct plugin *p)
 {
   if (!p)
     return;
-  sb_bridge_free(p->bridge);
+  sb_server_free(p->bridge);
   flush_outgoing(p, 0);
   flush_log(p);
   sb_config_free(&p->cfg);
@@ -213,12 +213,12 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, err))
     goto fail;
   p->log.level = p->cfg.log_level;
-  if (!(p->bridge = sb_bridge_new(&p->cfg, &p->log, err)))
+  if (!(p->bridge = sb_server_new(&p->cfg, &p->log, err)))
     goto fail;
-  sb_bridge_set_mqtt(p->bridge, &(struct sb_mqtt_ops){publish, NULL, p});
-  if (sb_bridge_start(p->bridge, err))
+  sb_server_set_mqtt(p->bridge, &(struct sb_mqtt_ops){publish, NULL, p});
+  if (sb_server_start(p->bridge, err))
     goto fail;
-  sb_bridge_set_upstream(p->bridge, 1);
+  sb_server_set_upstream(p->bridge, 1);
   if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
       mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, p)) {
     snprintf(err, sizeof(err), "cannot register the plugin's callbacks");
@@ -245,8 +245,8 @@ SB_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opt
     return MOSQ_ERR_SUCCESS;
   mosquitto_callback_unregister(p->id, MOSQ_EVT_MESSAGE, on_message, NULL);
   mosquitto_callback_unregister(p->id, MOSQ_EVT_TICK, on_tick, NULL);
-  sb_bridge_set_upstream(p->bridge, 0);
-  sb_bridge_stop(p->bridge);
+  sb_server_set_upstream(p->bridge, 0);
+  sb_server_stop(p->bridge);
   /* what the streams' end said (presence cleared, the instance offline) */
   flush_outgoing(p, 1);
   plugin_free(p);

@@ -1,23 +1,23 @@
-/* bridge.h: the server that both forms run: intake, hub and HTTP.
+/* server.h: the server that both forms run: intake, hub and HTTP.
  *
- * An sb_bridge owns one loop thread that serves HTTP (libmicrohttpd, driven
+ * An sb_server owns one loop thread that serves HTTP (libmicrohttpd, driven
  * by the loop's epoll) and owns the hub. MQTT messages reach it through
- * sb_bridge_ingest(), which any thread may call (the daemon's libmosquitto
+ * sb_server_ingest(), which any thread may call (the daemon's libmosquitto
  * thread, the broker's thread in the plugin): it validates and frames the
  * event on the caller's thread and hands the frame to the loop through a
  * queue and an eventfd. No function here calls libmosquitto or the broker.
  *
- * Life: sb_bridge_new() -> sb_bridge_start() -> ... -> sb_bridge_stop() ->
- * sb_bridge_free(). */
-#ifndef SB_BRIDGE_H
-#define SB_BRIDGE_H
+ * Life: sb_server_new() -> sb_server_start() -> ... -> sb_server_stop() ->
+ * sb_server_free(). */
+#ifndef SB_SERVER_H
+#define SB_SERVER_H
 
 #include <stddef.h>
 
 #include "config.h"
 #include "log.h"
 
-struct sb_bridge;
+struct sb_server;
 
 /* What the server asks of the MQTT side. Both are called on the server's
  * loop thread (or the thread that stops it) and must not block. */
@@ -37,72 +37,72 @@ struct sb_mqtt_ops {
 #define SB_PUBLISH_EVENT 1u
 #define SB_PUBLISH_RETAIN 2u
 
-/* Returns a bridge for cfg (deep-copied) that logs through log (copied), or
+/* Returns a server for cfg (deep-copied) that logs through log (copied), or
  * NULL with err (SB_CONFIG_ERR_SIZE bytes) naming the option at fault. Nothing
  * is started. Any thread. */
-struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log *log, char *err);
+struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, char *err);
 
 /* Binds the HTTP listener and starts the loop thread. Returns 0, or SB_EIO
- * with err saying why (for example the port is taken); the bridge is then
+ * with err saying why (for example the port is taken); the server is then
  * still stopped and may be freed. Call once. */
-int sb_bridge_start(struct sb_bridge *b, char *err);
+int sb_server_start(struct sb_server *b, char *err);
 
 /* Sets how the server reaches MQTT (POST /api/publish answers 503 without
  * it; presence and per_user need it). ops is copied. Call before
- * sb_bridge_start(). */
-void sb_bridge_set_mqtt(struct sb_bridge *b, const struct sb_mqtt_ops *ops);
+ * sb_server_start(). */
+void sb_server_set_mqtt(struct sb_server *b, const struct sb_mqtt_ops *ops);
 
 /* Returns this instance's name, "<hostname>:<http port>", for presence
  * records and the daemon's default client id. Valid once started. */
-const char *sb_bridge_instance(const struct sb_bridge *b);
+const char *sb_server_instance(const struct sb_server *b);
 
 /* Returns the will the MQTT side should set, when presence is on: the
  * instance status topic and its offline payload (borrowed; NULL when
  * presence_prefix is empty). Valid once started. */
-const char *sb_bridge_will(const struct sb_bridge *b, const char **payload);
+const char *sb_server_will(const struct sb_server *b, const char **payload);
 
 /* Returns "<presence_prefix>/+" when presence is on, else NULL: the MQTT
  * side subscribes it to learn of records an earlier run left behind. */
-const char *sb_bridge_presence_filter(const struct sb_bridge *b);
+const char *sb_server_presence_filter(const struct sb_server *b);
 
 /* Hands over a retained presence record seen on the presence filter. A
  * record of this instance from an earlier run (a crash left it) is cleared
  * unless its user is connected again. Any thread. */
-void sb_bridge_presence_seen(struct sb_bridge *b, const char *topic, const void *payload,
+void sb_server_presence_seen(struct sb_server *b, const char *topic, const void *payload,
                              size_t len);
 
 /* Sets the subscriptions gauge (topic filters the broker acknowledged). */
-void sb_bridge_set_subscriptions(struct sb_bridge *b, int n);
+void sb_server_set_subscriptions(struct sb_server *b, int n);
 
 /* Applies what can change at run time from cfg (log_level, heartbeat_interval,
  * retry_ms, limits, max_queue_bytes, jwt options, cors_origins); logs each
  * option that differs and needs a restart. Returns 0, or SB_EINVAL/SB_EIO
  * with err naming the option (nothing is then changed). Not from the loop
  * thread; blocks until the loop has taken the new settings. */
-int sb_bridge_reload(struct sb_bridge *b, const struct sb_config *cfg, char *err);
+int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, char *err);
 
 /* Returns the HTTP port actually bound (useful with http_port 0). */
-int sb_bridge_http_port(const struct sb_bridge *b);
+int sb_server_http_port(const struct sb_server *b);
 
 /* Feeds one MQTT message. topic is NUL-terminated; payload (len bytes) is
  * borrowed for the call. A bad message is dropped, counted and logged; a
  * good one is queued for the loop. Thread-safe; never blocks on HTTP. */
-void sb_bridge_ingest(struct sb_bridge *b, const char *topic, const void *payload, size_t len);
+void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len);
 
 /* Says whether the MQTT side is up (for /healthz and /metrics). Any thread.
  * Going up also makes the loop publish the instance's presence again and, in
  * per_user mode, subscribe every user it holds again. */
-void sb_bridge_set_upstream(struct sb_bridge *b, int connected);
+void sb_server_set_upstream(struct sb_server *b, int connected);
 
 /* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+" (in
  * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead). */
-const char *sb_bridge_subscription(const struct sb_bridge *b);
+const char *sb_server_subscription(const struct sb_server *b);
 
 /* Ends every stream cleanly, stops HTTP and joins the loop thread. Safe to
  * call when not started, and more than once. Not from the loop thread. */
-void sb_bridge_stop(struct sb_bridge *b);
+void sb_server_stop(struct sb_server *b);
 
-/* Frees a stopped bridge. NULL-safe. */
-void sb_bridge_free(struct sb_bridge *b);
+/* Frees a stopped server. NULL-safe. */
+void sb_server_free(struct sb_server *b);
 
 #endif

@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "bridge.h"
+#include "server.h"
 #include "config.h"
 #include "event.h"
 #include "log.h"
@@ -127,7 +127,7 @@ static void raise_fd_limit(const struct sb_log *log)
 
 /* SIGHUP: reopens the log file and reloads the configuration (the same -c
  * file and flags); a bad one is logged and the old one kept. */
-static void reload(int argc, char **argv, struct sb_bridge *bridge, struct sink *sink,
+static void reload(int argc, char **argv, struct sb_server *bridge, struct sink *sink,
                    struct sb_log *log, const struct sb_config *running)
 {
   struct sb_config cfg;
@@ -137,7 +137,7 @@ static void reload(int argc, char **argv, struct sb_bridge *bridge, struct sink 
     SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err);
   if (sb_config_init(&cfg))
     return;
-  if (parse_args(argc, argv, &cfg, err) != 0 || sb_bridge_reload(bridge, &cfg, err) != 0) {
+  if (parse_args(argc, argv, &cfg, err) != 0 || sb_server_reload(bridge, &cfg, err) != 0) {
     SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err);
   } else {
     log->level = cfg.log_level;
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
   struct sb_config cfg;
   struct sink sink = {PTHREAD_MUTEX_INITIALIZER, NULL};
   struct sb_log log = {log_line, &sink, SB_LOG_INFO};
-  struct sb_bridge *bridge = NULL;
+  struct sb_server *bridge = NULL;
   struct sb_mqtt *mqtt = NULL;
   struct sb_mqtt_ops ops;
   char err[SB_CONFIG_ERR_SIZE] = "";
@@ -183,16 +183,16 @@ int main(int argc, char **argv)
   log.level = cfg.log_level;
   raise_fd_limit(&log);
 
-  if (!(bridge = sb_bridge_new(&cfg, &log, err)) ||
+  if (!(bridge = sb_server_new(&cfg, &log, err)) ||
       !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) ||
-      (sb_mqtt_ops(mqtt, &ops), sb_bridge_set_mqtt(bridge, &ops), sb_bridge_start(bridge, err)) ||
+      (sb_mqtt_ops(mqtt, &ops), sb_server_set_mqtt(bridge, &ops), sb_server_start(bridge, err)) ||
       sb_mqtt_start(mqtt, err)) {
     fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
     if (sink.file)
       SB_LOG(&log, SB_LOG_ERROR, "[SSE] %s", err);
-    sb_bridge_stop(bridge);
+    sb_server_stop(bridge);
     sb_mqtt_free(mqtt);
-    sb_bridge_free(bridge);
+    sb_server_free(bridge);
     sb_config_free(&cfg);
     return 2;
   }
@@ -209,10 +209,10 @@ int main(int argc, char **argv)
 
   /* The server first: the streams end and their presence is cleared while
    * MQTT is still there to say so. */
-  sb_bridge_stop(bridge);
+  sb_server_stop(bridge);
   sb_mqtt_stop(mqtt);
   sb_mqtt_free(mqtt);
-  sb_bridge_free(bridge);
+  sb_server_free(bridge);
   sb_config_free(&cfg);
   if (sink.file)
     fclose(sink.file);

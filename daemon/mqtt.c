@@ -15,7 +15,7 @@
 
 struct sb_mqtt {
   const struct sb_config *cfg;
-  struct sb_bridge *b;
+  struct sb_server *b;
   const struct sb_log *log;
   struct mosquitto *mosq;
   pthread_t thread;
@@ -40,7 +40,7 @@ struct sb_mqtt {
 static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 {
   struct sb_mqtt *m = obj;
-  const char *sub = sb_bridge_subscription(m->b);
+  const char *sub = sb_server_subscription(m->b);
 
   if (rc != 0) {
     SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s:%d refused: %s", m->cfg->mqtt_host,
@@ -48,13 +48,13 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     return;
   }
   m->subscriptions = 0;
-  sb_bridge_set_subscriptions(m->b, 0);
+  sb_server_set_subscriptions(m->b, 0);
   /* publishing works from now on; /healthz waits for the subscription */
   atomic_store(&m->connected, 1);
   /* the retained records of this instance's earlier runs: a crash may have
-   * left some (sb_bridge_presence_seen clears them) */
-  if (sb_bridge_presence_filter(m->b))
-    mosquitto_subscribe(mosq, &m->presence_mid, sb_bridge_presence_filter(m->b), 1);
+   * left some (sb_server_presence_seen clears them) */
+  if (sb_server_presence_filter(m->b))
+    mosquitto_subscribe(mosq, &m->presence_mid, sb_server_presence_filter(m->b), 1);
   if (m->per_user) {
     /* the server subscribes each user it holds as it learns it is up */
     SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing per user (QoS %d)",
@@ -62,7 +62,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     /* a session that was once in wildcard mode would still get everything */
     mosquitto_unsubscribe(mosq, NULL, sub);
     atomic_store(&m->was_up, 1);
-    sb_bridge_set_upstream(m->b, 1);
+    sb_server_set_upstream(m->b, 1);
     return;
   }
   SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing %s (QoS %d)",
@@ -80,19 +80,19 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
   if (mid == m->presence_mid) {
     /* the retained records come right after the SUBACK, before the broker
      * reads the UNSUBSCRIBE; then no echo of our own records follows */
-    mosquitto_unsubscribe(mosq, &m->presence_unsub_mid, sb_bridge_presence_filter(m->b));
+    mosquitto_unsubscribe(mosq, &m->presence_unsub_mid, sb_server_presence_filter(m->b));
     return;
   }
   if (qos_count < 1 || granted[0] > 2) {
     SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] The broker refused a subscription (%s)",
-           m->per_user ? "per user" : sb_bridge_subscription(m->b));
+           m->per_user ? "per user" : sb_server_subscription(m->b));
     return;
   }
-  sb_bridge_set_subscriptions(m->b, ++m->subscriptions);
+  sb_server_set_subscriptions(m->b, ++m->subscriptions);
   if (m->per_user)
     return;
   atomic_store(&m->was_up, 1);
-  sb_bridge_set_upstream(m->b, 1);
+  sb_server_set_upstream(m->b, 1);
 }
 
 static void on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
@@ -103,7 +103,7 @@ static void on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
   if (mid == m->presence_unsub_mid)
     return;
   if (m->subscriptions > 0)
-    sb_bridge_set_subscriptions(m->b, --m->subscriptions);
+    sb_server_set_subscriptions(m->b, --m->subscriptions);
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid)
@@ -122,9 +122,9 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 
   (void)mosq;
   atomic_store(&m->connected, 0);
-  sb_bridge_set_upstream(m->b, 0);
+  sb_server_set_upstream(m->b, 0);
   m->subscriptions = 0;
-  sb_bridge_set_subscriptions(m->b, 0);
+  sb_server_set_subscriptions(m->b, 0);
   if (rc != 0)
     SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Lost the broker at %s:%d (%s); reconnecting",
            m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc));
@@ -134,21 +134,21 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 {
   struct sb_mqtt *m = obj;
 
-  const char *pf = sb_bridge_presence_filter(m->b);
+  const char *pf = sb_server_presence_filter(m->b);
   bool presence = false;
 
   (void)mosq;
   if (pf && mosquitto_topic_matches_sub(pf, msg->topic, &presence) == MOSQ_ERR_SUCCESS &&
       presence) {
     if (msg->retain)
-      sb_bridge_presence_seen(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
+      sb_server_presence_seen(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
     return;
   }
   /* A retained copy is an old event handed out again on every subscribe:
    * it was relayed when it was published, so it is not relayed again. */
   if (msg->retain)
     return;
-  sb_bridge_ingest(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
+  sb_server_ingest(m->b, msg->topic, msg->payload, (size_t)msg->payloadlen);
 }
 
 static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
@@ -208,7 +208,7 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
     snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_cafile: cannot set up TLS: %s", mosquitto_strerror(rc));
     return SB_EINVAL;
   }
-  if ((will = sb_bridge_will(m->b, &will_payload)) && *sb_bridge_instance(m->b) &&
+  if ((will = sb_server_will(m->b, &will_payload)) && *sb_server_instance(m->b) &&
       (rc = mosquitto_will_set(m->mosq, will, (int)strlen(will_payload), will_payload, 1, true))) {
     snprintf(err, SB_CONFIG_ERR_SIZE, "presence_prefix: cannot set the will: %s",
              mosquitto_strerror(rc));
@@ -217,7 +217,7 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
   return 0;
 }
 
-struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
+struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
                             const struct sb_log *log, char *err)
 {
   struct sb_mqtt *m = calloc(1, sizeof(*m));
@@ -271,7 +271,7 @@ static void *run(void *arg)
       break;
     atomic_store(&m->was_up, 0);
     rc = mosquitto_loop_forever(m->mosq, 1000, 1);
-    sb_bridge_set_upstream(m->b, 0);
+    sb_server_set_upstream(m->b, 0);
     /* The backoff starts again only after a connection that worked (a TLS
      * or credentials failure happens after the TCP connect). */
     if (atomic_load(&m->was_up))
@@ -336,7 +336,7 @@ int sb_mqtt_start(struct sb_mqtt *m, char *err)
   if (*m->cfg->mqtt_client_id) {
     snprintf(id, sizeof(id), "%s", m->cfg->mqtt_client_id);
   } else {
-    snprintf(id, sizeof(id), "mqtt-sse-bridge-%s", sb_bridge_instance(m->b));
+    snprintf(id, sizeof(id), "mqtt-sse-bridge-%s", sb_server_instance(m->b));
     for (char *c = id; *c; c++)
       if (*c == ':')
         *c = '-';
@@ -373,7 +373,7 @@ void sb_mqtt_stop(struct sb_mqtt *m)
   }
   pthread_join(m->thread, NULL);
   m->started = 0;
-  sb_bridge_set_upstream(m->b, 0);
+  sb_server_set_upstream(m->b, 0);
   SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Disconnected from %s:%d", m->cfg->mqtt_host,
          m->cfg->mqtt_port);
 }

@@ -5,12 +5,12 @@
  * to the bridge, publishes for it (POST /api/publish, presence), reports
  * whether the broker is up, and reconnects with backoff (1 s doubling to
  * 30 s) when the broker goes away. The client runs on libmosquitto's own
- * thread; sb_bridge_ingest() is thread-safe, and libmosquitto's publish and
+ * thread; sb_server_ingest() is thread-safe, and libmosquitto's publish and
  * subscribe may be called from the server's loop thread. */
 #ifndef SB_MQTT_H
 #define SB_MQTT_H
 
-#include "bridge.h"
+#include "server.h"
 #include "config.h"
 #include "log.h"
 
@@ -19,11 +19,11 @@ struct sb_mqtt;
 /* Returns a client for cfg feeding b, or NULL with err (SB_CONFIG_ERR_SIZE
  * bytes) naming the option at fault. cfg, b and log are borrowed and must
  * outlive the client. */
-struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_bridge *b,
+struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
                             const struct sb_log *log, char *err);
 
 /* Fills ops with what the server may ask of this client (publishing; in
- * per_user mode subscribing), for sb_bridge_set_mqtt(). */
+ * per_user mode subscribing), for sb_server_set_mqtt(). */
 void sb_mqtt_ops(struct sb_mqtt *m, struct sb_mqtt_ops *ops);
 
 /* Starts connecting in the background, once the bridge is started: the

@@ -1,4 +1,4 @@
-#include "bridge.h"
+#include "server.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -62,7 +62,7 @@ struct reload {
   int done;
 };
 
-struct sb_bridge {
+struct sb_server {
   struct sb_config cfg;
   struct sb_log log;
   struct sb_metrics metrics;
@@ -120,7 +120,7 @@ static int topic_level_ok(const char *user)
   return *user && !strpbrk(user, "/+#");
 }
 
-static void publish_retained(struct sb_bridge *b, const char *topic, const char *payload)
+static void publish_retained(struct sb_server *b, const char *topic, const char *payload)
 {
   int rc = b->ops.publish(b->ops.ctx, topic, payload, strlen(payload), SB_PUBLISH_RETAIN);
   /* while the broker is away every record is published again on its return */
@@ -134,7 +134,7 @@ static void publish_retained(struct sb_bridge *b, const char *topic, const char 
 /* Publishes what this instance holds of user on <presence_prefix>/<user>:
  * the record while it has connections, an empty retained message (which
  * clears the record) once it has none. */
-static void presence_user(struct sb_bridge *b, const char *user)
+static void presence_user(struct sb_server *b, const char *user)
 {
   char topic[512], ts[32];
   json_t *o;
@@ -167,7 +167,7 @@ static void on_presence(void *ctx, const char *user)
 
 static void on_interest(void *ctx, const char *user, int on)
 {
-  struct sb_bridge *b = ctx;
+  struct sb_server *b = ctx;
   char filter[512];
   int rc;
 
@@ -179,7 +179,7 @@ static void on_interest(void *ctx, const char *user, int on)
            sb_strerror(rc));
 }
 
-static void instance_status(struct sb_bridge *b, int online)
+static void instance_status(struct sb_server *b, int online)
 {
   char text[256], ts[32];
   struct timespec now;
@@ -200,7 +200,7 @@ static void instance_status(struct sb_bridge *b, int online)
 
 static void announce_user(void *ctx, const char *user, int connected)
 {
-  struct sb_bridge *b = ctx;
+  struct sb_server *b = ctx;
   if (connected)
     presence_user(b, user);
   on_interest(b, user, 1);
@@ -208,7 +208,7 @@ static void announce_user(void *ctx, const char *user, int connected)
 
 /* The MQTT side came (back) up: the broker may have lost retained records and
  * subscriptions (a restart without persistence), so say it all again. */
-static void announce(struct sb_bridge *b)
+static void announce(struct sb_server *b)
 {
   instance_status(b, 1);
   sb_hub_foreach_interest(b->hub, announce_user, b);
@@ -228,7 +228,7 @@ static char *dup_n(const char *s, size_t n)
 
 static void journal_event(void *ctx, const struct sb_journal_rec *r)
 {
-  struct sb_bridge *b = ctx;
+  struct sb_server *b = ctx;
   char *user = dup_n(r->user, r->user_len), *id = dup_n(r->id, r->id_len);
   char *src = r->source_len ? dup_n(r->source, r->source_len) : NULL;
   char *tgt = r->target_len ? dup_n(r->target, r->target_len) : NULL;
@@ -244,7 +244,7 @@ static void journal_event(void *ctx, const struct sb_journal_rec *r)
   free(tgt);
 }
 
-static int open_journal(struct sb_bridge *b, char *err)
+static int open_journal(struct sb_server *b, char *err)
 {
   size_t n, bad;
 
@@ -260,9 +260,9 @@ static int open_journal(struct sb_bridge *b, char *err)
 
 /* ---- life ----------------------------------------------------------------- */
 
-struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log *log, char *err)
+struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, char *err)
 {
-  struct sb_bridge *b = calloc(1, sizeof(*b));
+  struct sb_server *b = calloc(1, sizeof(*b));
   struct sb_hub_opts ho;
   struct timespec now;
 
@@ -306,44 +306,44 @@ struct sb_bridge *sb_bridge_new(const struct sb_config *cfg, const struct sb_log
   return b;
 
 fail:
-  sb_bridge_free(b);
+  sb_server_free(b);
   return NULL;
 }
 
-void sb_bridge_set_mqtt(struct sb_bridge *b, const struct sb_mqtt_ops *ops)
+void sb_server_set_mqtt(struct sb_server *b, const struct sb_mqtt_ops *ops)
 {
   b->ops = *ops;
 }
 
-const char *sb_bridge_subscription(const struct sb_bridge *b)
+const char *sb_server_subscription(const struct sb_server *b)
 {
   return b->subscription;
 }
 
-const char *sb_bridge_instance(const struct sb_bridge *b)
+const char *sb_server_instance(const struct sb_server *b)
 {
   return b->instance;
 }
 
-const char *sb_bridge_will(const struct sb_bridge *b, const char **payload)
+const char *sb_server_will(const struct sb_server *b, const char **payload)
 {
   *payload = b->will;
   return *b->cfg.presence_prefix ? b->cfg.presence_prefix : NULL;
 }
 
-static void wake_loop(struct sb_bridge *b)
+static void wake_loop(struct sb_server *b)
 {
   uint64_t one = 1;
   if (b->evfd >= 0 && write(b->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
     SB_LOG(&b->log, SB_LOG_ERROR, "[SSE] cannot wake the server loop: %s", strerror(errno));
 }
 
-const char *sb_bridge_presence_filter(const struct sb_bridge *b)
+const char *sb_server_presence_filter(const struct sb_server *b)
 {
   return *b->presence_filter ? b->presence_filter : NULL;
 }
 
-void sb_bridge_presence_seen(struct sb_bridge *b, const char *topic, const void *payload,
+void sb_server_presence_seen(struct sb_server *b, const char *topic, const void *payload,
                              size_t len)
 {
   size_t plen = strlen(b->cfg.presence_prefix), ulen;
@@ -371,12 +371,12 @@ void sb_bridge_presence_seen(struct sb_bridge *b, const char *topic, const void 
   wake_loop(b);
 }
 
-int sb_bridge_http_port(const struct sb_bridge *b)
+int sb_server_http_port(const struct sb_server *b)
 {
   return b->http ? sb__http_port(b->http) : -1;
 }
 
-void sb_bridge_set_upstream(struct sb_bridge *b, int connected)
+void sb_server_set_upstream(struct sb_server *b, int connected)
 {
   int was = atomic_exchange(&b->metrics.mqtt_connected, connected ? 1 : 0);
   if (connected && !was) {
@@ -385,12 +385,12 @@ void sb_bridge_set_upstream(struct sb_bridge *b, int connected)
   }
 }
 
-void sb_bridge_set_subscriptions(struct sb_bridge *b, int n)
+void sb_server_set_subscriptions(struct sb_server *b, int n)
 {
   atomic_store(&b->metrics.mqtt_subscriptions, n);
 }
 
-void sb_bridge_ingest(struct sb_bridge *b, const char *topic, const void *payload, size_t len)
+void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len)
 {
   struct sb_event_rules rules = {b->cfg.topic_prefix, (size_t)b->cfg.max_event_bytes, {0, 0}};
   struct sb_event ev;
@@ -463,8 +463,8 @@ void sb_bridge_ingest(struct sb_bridge *b, const char *topic, const void *payloa
     wake_loop(b);
 }
 
-/* Loop thread: takes a configuration reload (see sb_bridge_reload). */
-static void apply_reload(struct sb_bridge *b, struct reload *r)
+/* Loop thread: takes a configuration reload (see sb_server_reload). */
+static void apply_reload(struct sb_server *b, struct reload *r)
 {
   struct sb_hub_opts ho;
   char *t;
@@ -496,7 +496,7 @@ static void apply_reload(struct sb_bridge *b, struct reload *r)
 
 /* Loop thread: publishes every queued event, in arrival order, and takes a
  * reload or a new MQTT connection. */
-static void drain(struct sb_bridge *b)
+static void drain(struct sb_server *b)
 {
   struct pending *p, *next;
   struct reload *r;
@@ -548,7 +548,7 @@ static void drain(struct sb_bridge *b)
     announce(b);
 }
 
-static void free_pending(struct sb_bridge *b)
+static void free_pending(struct sb_server *b)
 {
   struct pending *p = b->head, *next;
   struct stale *st = b->stale, *snext;
@@ -572,7 +572,7 @@ static void free_pending(struct sb_bridge *b)
  * intake queue and hang-ups. */
 static void *loop(void *arg)
 {
-  struct sb_bridge *b = arg;
+  struct sb_server *b = arg;
   struct epoll_event evs[64];
   long long deadline = 0, now, t, h;
   struct sb_metrics_gauges g;
@@ -621,11 +621,11 @@ static void *loop(void *arg)
 /* POST /api/publish, through the MQTT side. */
 static int http_publish(void *ctx, const char *topic, const void *payload, size_t len)
 {
-  struct sb_bridge *b = ctx;
+  struct sb_server *b = ctx;
   return b->ops.publish(b->ops.ctx, topic, payload, len, SB_PUBLISH_EVENT);
 }
 
-int sb_bridge_start(struct sb_bridge *b, char *err)
+int sb_server_start(struct sb_server *b, char *err)
 {
   struct sb__http_env env = {&b->cfg, b->hub,    b->auth, &b->metrics,
                              &b->log, -1,        b->ops.publish ? http_publish : NULL, b};
@@ -677,7 +677,7 @@ int sb_bridge_start(struct sb_bridge *b, char *err)
 }
 
 /* Options that only a restart changes: a reload names those that differ. */
-static void restart_only(struct sb_bridge *b, const struct sb_config *n)
+static void restart_only(struct sb_server *b, const struct sb_config *n)
 {
   const struct sb_config *o = &b->cfg;
 #define STR_DIFF(f) (strcmp(o->f, n->f) != 0)
@@ -706,7 +706,7 @@ static void restart_only(struct sb_bridge *b, const struct sb_config *n)
 #undef STR_DIFF
 }
 
-int sb_bridge_reload(struct sb_bridge *b, const struct sb_config *cfg, char *err)
+int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, char *err)
 {
   struct sb_config copy;
   struct reload r = {&copy, NULL, 0};
@@ -738,7 +738,7 @@ int sb_bridge_reload(struct sb_bridge *b, const struct sb_config *cfg, char *err
   return 0;
 }
 
-void sb_bridge_stop(struct sb_bridge *b)
+void sb_server_stop(struct sb_server *b)
 {
   if (!b || !b->started)
     return;
@@ -758,11 +758,11 @@ void sb_bridge_stop(struct sb_bridge *b)
   SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Stopped");
 }
 
-void sb_bridge_free(struct sb_bridge *b)
+void sb_server_free(struct sb_server *b)
 {
   if (!b)
     return;
-  sb_bridge_stop(b);
+  sb_server_stop(b);
   free_pending(b);
   sb_hub_free(b->hub);
   sb_auth_free(b->auth);
