@@ -75,12 +75,12 @@ static jwt_alg_t key_alg(const unsigned char *pem, int len)
   return alg;
 }
 
-struct sb_auth *sb_auth_new(const struct sb_config *cfg, char *err)
+struct sb_auth *sb_auth_new(const struct sb_config *cfg, struct sb_err *err)
 {
   struct sb_auth *a = calloc(1, sizeof(*a));
 
   if (!a) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     return NULL;
   }
   a->none = cfg->auth == SB_AUTH_NONE;
@@ -94,12 +94,12 @@ struct sb_auth *sb_auth_new(const struct sb_config *cfg, char *err)
     return a;
   if (*cfg->jwt_public_key_file) {
     if (!(a->key = read_file(cfg->jwt_public_key_file, &a->key_len))) {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_public_key_file: cannot read %.128s: %s",
+      sb_err_set(err, "jwt_public_key_file: cannot read %.128s: %s",
                cfg->jwt_public_key_file, errno ? strerror(errno) : "empty or too large");
       goto fail;
     }
     if ((a->alg = key_alg(a->key, a->key_len)) == JWT_ALG_INVAL) {
-      snprintf(err, SB_CONFIG_ERR_SIZE,
+      sb_err_set(err,
                "jwt_public_key_file: %.128s is not a PEM RSA or P-256 EC public key",
                cfg->jwt_public_key_file);
       goto fail;
@@ -113,7 +113,7 @@ struct sb_auth *sb_auth_new(const struct sb_config *cfg, char *err)
   return a;
 
 nomem:
-  snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+  sb_err_set(err, "out of memory");
 fail:
   sb_auth_free(a);
   return NULL;

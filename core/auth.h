@@ -11,6 +11,8 @@
 
 #include <time.h>
 
+#include "err.h"
+
 #include "config.h"
 
 struct sb_auth;
@@ -24,8 +26,8 @@ struct sb_auth_request {
 };
 
 /* Returns an authenticator for cfg (which it copies what it needs from), or
- * NULL with err (SB_CONFIG_ERR_SIZE bytes) naming the option at fault. */
-struct sb_auth *sb_auth_new(const struct sb_config *cfg, char *err);
+ * NULL with err naming the option at fault. */
+struct sb_auth *sb_auth_new(const struct sb_config *cfg, struct sb_err *err);
 
 /* Frees a. NULL-safe. */
 void sb_auth_free(struct sb_auth *a);

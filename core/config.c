@@ -107,7 +107,7 @@ static int valid_token(const char *s)
   return 1;
 }
 
-static int check_value(const struct opt *o, const char *v, char *err)
+static int check_value(const struct opt *o, const char *v, struct sb_err *err)
 {
   unsigned char addr[16];
 
@@ -115,12 +115,12 @@ static int check_value(const struct opt *o, const char *v, char *err)
   case CHK_BIND:
     if (inet_pton(AF_INET, v, addr) == 1 || inet_pton(AF_INET6, v, addr) == 1)
       return 0;
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
+    sb_err_set(err, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
     return SB_EINVAL;
   case CHK_PATH:
     if (v[0] == '/' && !strpbrk(v, "?# \t") && strlen(v) < 200)
       return 0;
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be a path starting with '/'", o->name, v);
+    sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
     return SB_EINVAL;
   case CHK_PREFIX_OR_EMPTY:
     if (!*v)
@@ -129,19 +129,19 @@ static int check_value(const struct opt *o, const char *v, char *err)
   case CHK_PREFIX:
     if (valid_prefix(v))
       return 0;
-    snprintf(err, SB_CONFIG_ERR_SIZE,
+    sb_err_set(err,
              "%s: '%.64s' must be a topic without wildcards, empty levels or a leading or trailing '/'",
              o->name, v);
     return SB_EINVAL;
   case CHK_TOKEN:
     if (valid_token(v))
       return 0;
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not a valid cookie name", o->name, v);
+    sb_err_set(err, "%s: '%.64s' is not a valid cookie name", o->name, v);
     return SB_EINVAL;
   case CHK_NONEMPTY:
     if (*v)
       return 0;
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: must not be empty", o->name);
+    sb_err_set(err, "%s: must not be empty", o->name);
     return SB_EINVAL;
   case CHK_NONE:
     return 0;
@@ -149,7 +149,7 @@ static int check_value(const struct opt *o, const char *v, char *err)
   return 0;
 }
 
-static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, char *err)
+static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, struct sb_err *err)
 {
   char *end;
   long n;
@@ -171,7 +171,7 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, ch
     errno = 0;
     n = strtol(v, &end, 10);
     if (!*v || *end || errno || n < o->min || n > o->max) {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' is not a whole number from %ld to %ld", o->name,
+      sb_err_set(err, "%s: '%.64s' is not a whole number from %ld to %ld", o->name,
                v, o->min, o->max);
       return SB_EINVAL;
     }
@@ -186,7 +186,7 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, ch
     else if (strcmp(v, "none") == 0)
       cfg->auth = SB_AUTH_NONE;
     else {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'jwt' or 'none'", o->name, v);
+      sb_err_set(err, "%s: '%.64s' must be 'jwt' or 'none'", o->name, v);
       return SB_EINVAL;
     }
     return 0;
@@ -199,11 +199,11 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, ch
       cfg->subscribe_mode = SB_SUBSCRIBE_PER_USER;
       return 0;
     }
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
+    sb_err_set(err, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
     return SB_EINVAL;
   case OPT_LOGLEVEL:
     if ((lvl = sb_log_level_parse(v)) < 0) {
-      snprintf(err, SB_CONFIG_ERR_SIZE,
+      sb_err_set(err,
                "%s: '%.64s' must be one of debug, info, notice, warning, error", o->name, v);
       return SB_EINVAL;
     }
@@ -215,11 +215,11 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, ch
 
 int sb_config_init(struct sb_config *cfg)
 {
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   memset(cfg, 0, sizeof(*cfg));
   for (size_t i = 0; i < NOPTS; i++)
-    if (set_opt(cfg, &opts[i], opts[i].def, err)) {
+    if (set_opt(cfg, &opts[i], opts[i].def, &err)) {
       sb_config_free(cfg);
       return SB_ENOMEM;
     }
@@ -256,27 +256,27 @@ int sb_config_copy(struct sb_config *dst, const struct sb_config *src)
 }
 
 int sb_config_set(struct sb_config *cfg, enum sb_form form, const char *key, const char *value,
-                  char *err)
+                  struct sb_err *err)
 {
   const struct opt *o = find_opt(key);
 
   if (!o) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%.64s: unknown option", key);
+    sb_err_set(err, "%.64s: unknown option", key);
     return SB_EINVAL;
   }
   if (o->daemon_only && form == SB_FORM_PLUGIN) {
-    snprintf(err, SB_CONFIG_ERR_SIZE,
+    sb_err_set(err,
              "%s: is an option of the daemon only; the plugin uses the broker it runs in", key);
     return SB_EINVAL;
   }
   if (!value) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: needs a value", key);
+    sb_err_set(err, "%s: needs a value", key);
     return SB_EINVAL;
   }
   return set_opt(cfg, o, value, err);
 }
 
-int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, char *err)
+int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, struct sb_err *err)
 {
   char key[64];
   const char *p = line, *k, *v, *end;
@@ -293,7 +293,7 @@ int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, c
     p++;
   klen = (size_t)(p - k);
   if (klen >= sizeof(key)) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%.32s...: unknown option", k);
+    sb_err_set(err, "%.32s...: unknown option", k);
     return SB_EINVAL;
   }
   memcpy(key, k, klen);
@@ -311,20 +311,21 @@ int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, c
   return rc;
 }
 
-int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, char *err)
+int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, struct sb_err *err)
 {
   FILE *f = fopen(path, "r");
-  char line[4096], inner[SB_CONFIG_ERR_SIZE];
+  char line[4096];
+  struct sb_err inner;
   int lineno = 0, rc = 0;
 
   if (!f) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot open config file %.128s: %s", path, strerror(errno));
+    sb_err_set(err, "cannot open config file %.128s: %s", path, strerror(errno));
     return SB_EIO;
   }
   while (fgets(line, sizeof(line), f)) {
     lineno++;
-    if ((rc = sb_config_line(cfg, form, line, inner)) != 0) {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%.80s:%d: %.140s", path, lineno, inner);
+    if ((rc = sb_config_line(cfg, form, line, &inner)) != 0) {
+      sb_err_set(err, "%.80s:%d: %.140s", path, lineno, inner.msg);
       break;
     }
   }
@@ -332,14 +333,14 @@ int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *pa
   return rc;
 }
 
-static int read_secret_file(struct sb_config *cfg, char *err)
+static int read_secret_file(struct sb_config *cfg, struct sb_err *err)
 {
   FILE *f = fopen(cfg->jwt_secret_file, "rb");
   char buf[4097];
   size_t n;
 
   if (!f) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: cannot open %.128s: %s",
+    sb_err_set(err, "jwt_secret_file: cannot open %.128s: %s",
              cfg->jwt_secret_file, strerror(errno));
     return SB_EIO;
   }
@@ -349,7 +350,7 @@ static int read_secret_file(struct sb_config *cfg, char *err)
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
     buf[--n] = '\0';
   if (n == 0 || strlen(buf) != n) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: %.128s is empty or not text",
+    sb_err_set(err, "jwt_secret_file: %.128s is empty or not text",
              cfg->jwt_secret_file);
     return SB_EINVAL;
   }
@@ -359,11 +360,11 @@ static int read_secret_file(struct sb_config *cfg, char *err)
   return 0;
 }
 
-int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
+int sb_config_finish(struct sb_config *cfg, enum sb_form form, struct sb_err *err)
 {
   (void)form;
   if (*cfg->jwt_secret && *cfg->jwt_secret_file) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "jwt_secret_file: give either jwt_secret or jwt_secret_file");
+    sb_err_set(err, "jwt_secret_file: give either jwt_secret or jwt_secret_file");
     return SB_EINVAL;
   }
   if (*cfg->jwt_secret_file) {
@@ -372,12 +373,12 @@ int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
       return rc;
   }
   if ((*cfg->jwt_secret) && *cfg->jwt_public_key_file) {
-    snprintf(err, SB_CONFIG_ERR_SIZE,
+    sb_err_set(err,
              "jwt_public_key_file: give either a shared secret or a public key, not both");
     return SB_EINVAL;
   }
   if (cfg->auth == SB_AUTH_JWT && !*cfg->jwt_secret && !*cfg->jwt_public_key_file) {
-    snprintf(err, SB_CONFIG_ERR_SIZE,
+    sb_err_set(err,
              "auth: jwt needs jwt_secret, jwt_secret_file or jwt_public_key_file "
              "(or set 'auth none' for development)");
     return SB_EINVAL;
@@ -389,7 +390,7 @@ int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
         p++;
       n = strcspn(p, " ,");
       if (n == 1 && *p == '*') {
-        snprintf(err, SB_CONFIG_ERR_SIZE,
+        sb_err_set(err,
                  "cors_origins: '*' is allowed only with 'auth none'; list the origins");
         return SB_EINVAL;
       }
@@ -397,12 +398,12 @@ int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err)
     }
   }
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "%s: mqtt_certfile and mqtt_keyfile go together",
+    sb_err_set(err, "%s: mqtt_certfile and mqtt_keyfile go together",
              *cfg->mqtt_certfile ? "mqtt_keyfile" : "mqtt_certfile");
     return SB_EINVAL;
   }
   if (*cfg->mqtt_certfile && !*cfg->mqtt_cafile) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_cafile: a client certificate needs mqtt_cafile (TLS)");
+    sb_err_set(err, "mqtt_cafile: a client certificate needs mqtt_cafile (TLS)");
     return SB_EINVAL;
   }
   return 0;

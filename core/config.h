@@ -11,7 +11,8 @@
 
 #include <stddef.h>
 
-#define SB_CONFIG_ERR_SIZE 256
+#include "err.h"
+
 
 enum sb_form { SB_FORM_DAEMON = 0, SB_FORM_PLUGIN = 1 };
 enum sb_auth_mode { SB_AUTH_JWT = 0, SB_AUTH_NONE = 1 };
@@ -70,23 +71,23 @@ void sb_config_free(struct sb_config *cfg);
 int sb_config_copy(struct sb_config *dst, const struct sb_config *src);
 
 /* Checks and stores one option. Returns 0, or SB_EINVAL with a message naming
- * the option in err (SB_CONFIG_ERR_SIZE bytes); cfg is unchanged on failure.
+ * the option in err; cfg is unchanged on failure.
  * Daemon-only options are refused in the plugin form. */
 int sb_config_set(struct sb_config *cfg, enum sb_form form, const char *key, const char *value,
-                  char *err);
+                  struct sb_err *err);
 
 /* Applies one line of a config file ("key value", '#' comments, blank lines).
  * Returns like sb_config_set(). */
-int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, char *err);
+int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, struct sb_err *err);
 
 /* Reads a whole config file with sb_config_line(); err names the file and the
  * line. Returns 0, SB_EIO or SB_EINVAL. */
-int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, char *err);
+int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, struct sb_err *err);
 
 /* Checks what single options cannot (auth needs a key unless `auth none`,
  * jwt_secret and jwt_secret_file exclude each other) and reads
  * jwt_secret_file. Returns 0 or SB_EINVAL/SB_EIO with err naming the option. */
-int sb_config_finish(struct sb_config *cfg, enum sb_form form, char *err);
+int sb_config_finish(struct sb_config *cfg, enum sb_form form, struct sb_err *err);
 
 /* Returns 1 if name is an option of the given form, 0 otherwise. Pure. */
 int sb_config_is_option(enum sb_form form, const char *name);

@@ -1,5 +1,8 @@
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *sb_strerror(int err)
 {
   switch (err) {
@@ -9,4 +12,14 @@ const char *sb_strerror(int err)
 #undef SB__ERR_CASE
   default: return "unknown error";
   }
+}
+
+void sb_err_set(struct sb_err *e, const char *fmt, ...)
+{
+  if (!e)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
 }

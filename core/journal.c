@@ -107,25 +107,25 @@ static char *join(const char *dir, const char *name)
   return s;
 }
 
-int sb_journal_open(const char *dir, size_t rotate_bytes, struct sb_journal **out, char *err)
+int sb_journal_open(const char *dir, size_t rotate_bytes, struct sb_journal **out, struct sb_err *err)
 {
   struct sb_journal *j = calloc(1, sizeof(*j));
   struct stat st;
 
   *out = NULL;
   if (!j || !(j->path = join(dir, SB_JOURNAL_FILE)) || !(j->old_path = join(dir, SB_JOURNAL_OLD))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "replay_dir: out of memory");
+    sb_err_set(err, "replay_dir: out of memory");
     goto fail;
   }
   j->fd = -1;
   j->rotate_bytes = rotate_bytes;
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "replay_dir: cannot create %.100s: %s", dir, strerror(errno));
+    sb_err_set(err, "replay_dir: cannot create %.100s: %s", dir, strerror(errno));
     goto fail;
   }
   if ((j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640)) < 0 ||
       fstat(j->fd, &st) != 0) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "replay_dir: cannot open %.150s: %s", j->path,
+    sb_err_set(err, "replay_dir: cannot open %.150s: %s", j->path,
              strerror(errno));
     goto fail;
   }

@@ -24,6 +24,8 @@
 
 #include <stddef.h>
 
+#include "err.h"
+
 #define SB_JOURNAL_FILE "replay.journal"
 #define SB_JOURNAL_OLD "replay.journal.old"
 
@@ -52,8 +54,8 @@ long sb_journal_encode(const struct sb_journal_rec *rec, char *out, size_t outle
 
 /* Opens (creating them if need be) dir and its journal. rotate_bytes is the
  * size at which the file rotates. Returns 0 and sets *out, or SB_EIO with err
- * (SB_CONFIG_ERR_SIZE bytes) naming replay_dir. */
-int sb_journal_open(const char *dir, size_t rotate_bytes, struct sb_journal **out, char *err);
+ * naming replay_dir. */
+int sb_journal_open(const char *dir, size_t rotate_bytes, struct sb_journal **out, struct sb_err *err);
 
 typedef void (*sb_journal_fn)(void *ctx, const struct sb_journal_rec *rec);
 

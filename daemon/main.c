@@ -40,14 +40,14 @@ static void log_line(void *ctx, int level, const char *line)
 }
 
 /* Opens (or reopens) path for appending. Returns 0, or -1 with err. */
-static int sink_open(struct sink *s, const char *path, char *err)
+static int sink_open(struct sink *s, const char *path, struct sb_err *err)
 {
   FILE *f;
 
   if (!*path)
     return 0;
   if (!(f = fopen(path, "ae"))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "log_file: cannot open %.150s: %s", path, strerror(errno));
+    sb_err_set(err, "log_file: cannot open %.150s: %s", path, strerror(errno));
     return -1;
   }
   setvbuf(f, NULL, _IOLBF, 0);
@@ -70,7 +70,7 @@ static void usage(FILE *f)
 
 /* Reads -c FILE first, then applies --key value flags over it. Returns 0, 1
  * for a clean exit (help, version), or -1 with err set. */
-static int parse_args(int argc, char **argv, struct sb_config *cfg, char *err)
+static int parse_args(int argc, char **argv, struct sb_config *cfg, struct sb_err *err)
 {
   const char *file = NULL;
 
@@ -85,7 +85,7 @@ static int parse_args(int argc, char **argv, struct sb_config *cfg, char *err)
     }
     if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
       if (i + 1 >= argc) {
-        snprintf(err, SB_CONFIG_ERR_SIZE, "-c: needs a file name");
+        sb_err_set(err, "-c: needs a file name");
         return -1;
       }
       file = argv[++i];
@@ -99,11 +99,11 @@ static int parse_args(int argc, char **argv, struct sb_config *cfg, char *err)
       continue;
     }
     if (strncmp(argv[i], "--", 2) != 0) {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%.64s: unexpected argument", argv[i]);
+      sb_err_set(err, "%.64s: unexpected argument", argv[i]);
       return -1;
     }
     if (i + 1 >= argc) {
-      snprintf(err, SB_CONFIG_ERR_SIZE, "%.64s: needs a value", argv[i] + 2);
+      sb_err_set(err, "%.64s: needs a value", argv[i] + 2);
       return -1;
     }
     if (sb_config_set(cfg, SB_FORM_DAEMON, argv[i] + 2, argv[i + 1], err))
@@ -131,14 +131,14 @@ static void reload(int argc, char **argv, struct sb_server *bridge, struct sink 
                    struct sb_log *log, const struct sb_config *running)
 {
   struct sb_config cfg;
-  char err[SB_CONFIG_ERR_SIZE] = "";
+  struct sb_err err = {""};
 
-  if (*running->log_file && sink_open(sink, running->log_file, err))
-    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err);
+  if (*running->log_file && sink_open(sink, running->log_file, &err))
+    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err.msg);
   if (sb_config_init(&cfg))
     return;
-  if (parse_args(argc, argv, &cfg, err) != 0 || sb_server_reload(bridge, &cfg, err) != 0) {
-    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err);
+  if (parse_args(argc, argv, &cfg, &err) != 0 || sb_server_reload(bridge, &cfg, &err) != 0) {
+    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err.msg);
   } else {
     log->level = cfg.log_level;
     if (strcmp(cfg.log_file, running->log_file) != 0)
@@ -155,7 +155,7 @@ int main(int argc, char **argv)
   struct sb_server *bridge = NULL;
   struct sb_mqtt *mqtt = NULL;
   struct sb_mqtt_ops ops;
-  char err[SB_CONFIG_ERR_SIZE] = "";
+  struct sb_err err = {""};
   sigset_t set;
   int rc, sig = SIGTERM;
 
@@ -172,24 +172,24 @@ int main(int argc, char **argv)
     fprintf(stderr, "mqtt-sse-bridge: out of memory\n");
     return 1;
   }
-  if ((rc = parse_args(argc, argv, &cfg, err)) != 0 || sink_open(&sink, cfg.log_file, err) != 0) {
-    if (rc >= 0 && *err)
+  if ((rc = parse_args(argc, argv, &cfg, &err)) != 0 || sink_open(&sink, cfg.log_file, &err) != 0) {
+    if (rc >= 0 && *err.msg)
       rc = -1;
     if (rc < 0)
-      fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
+      fprintf(stderr, "mqtt-sse-bridge: %s\n", err.msg);
     sb_config_free(&cfg);
     return rc < 0 ? 2 : 0;
   }
   log.level = cfg.log_level;
   raise_fd_limit(&log);
 
-  if (!(bridge = sb_server_new(&cfg, &log, err)) ||
-      !(mqtt = sb_mqtt_new(&cfg, bridge, &log, err)) ||
-      (sb_mqtt_ops(mqtt, &ops), sb_server_set_mqtt(bridge, &ops), sb_server_start(bridge, err)) ||
-      sb_mqtt_start(mqtt, err)) {
-    fprintf(stderr, "mqtt-sse-bridge: %s\n", err);
+  if (!(bridge = sb_server_new(&cfg, &log, &err)) ||
+      !(mqtt = sb_mqtt_new(&cfg, bridge, &log, &err)) ||
+      (sb_mqtt_ops(mqtt, &ops), sb_server_set_mqtt(bridge, &ops), sb_server_start(bridge, &err)) ||
+      sb_mqtt_start(mqtt, &err)) {
+    fprintf(stderr, "mqtt-sse-bridge: %s\n", err.msg);
     if (sink.file)
-      SB_LOG(&log, SB_LOG_ERROR, "[SSE] %s", err);
+      SB_LOG(&log, SB_LOG_ERROR, "[SSE] %s", err.msg);
     sb_server_stop(bridge);
     sb_mqtt_free(mqtt);
     sb_server_free(bridge);

@@ -167,7 +167,7 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 /* Sets up the client under id: a persistent session (clean_session false),
  * so that the broker keeps QoS 1 events while the bridge is away; the
  * callbacks, credentials, TLS and, with presence, the will. */
-static int configure(struct sb_mqtt *m, const char *id, char *err)
+static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
 {
   const struct sb_config *cfg = m->cfg;
   const char *will, *will_payload;
@@ -176,7 +176,7 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
   snprintf(m->client_id, sizeof(m->client_id), "%s", id);
   if (!m->mosq ? !(m->mosq = mosquitto_new(id, false, m))
                : mosquitto_reinitialise(m->mosq, id, false, m) != MOSQ_ERR_SUCCESS) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
+    sb_err_set(err, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
     return SB_EINVAL;
   }
   /* loop_forever runs on a thread of ours and the server's loop publishes
@@ -198,19 +198,19 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
   if (*cfg->mqtt_username &&
       (rc = mosquitto_username_pw_set(m->mosq, cfg->mqtt_username,
                                       *cfg->mqtt_password ? cfg->mqtt_password : NULL))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_username: %s", mosquitto_strerror(rc));
+    sb_err_set(err, "mqtt_username: %s", mosquitto_strerror(rc));
     return SB_EINVAL;
   }
   if (*cfg->mqtt_cafile &&
       (rc = mosquitto_tls_set(m->mosq, cfg->mqtt_cafile, NULL,
                               *cfg->mqtt_certfile ? cfg->mqtt_certfile : NULL,
                               *cfg->mqtt_keyfile ? cfg->mqtt_keyfile : NULL, NULL))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "mqtt_cafile: cannot set up TLS: %s", mosquitto_strerror(rc));
+    sb_err_set(err, "mqtt_cafile: cannot set up TLS: %s", mosquitto_strerror(rc));
     return SB_EINVAL;
   }
   if ((will = sb_server_will(m->b, &will_payload)) && *sb_server_instance(m->b) &&
       (rc = mosquitto_will_set(m->mosq, will, (int)strlen(will_payload), will_payload, 1, true))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "presence_prefix: cannot set the will: %s",
+    sb_err_set(err, "presence_prefix: cannot set the will: %s",
              mosquitto_strerror(rc));
     return SB_EINVAL;
   }
@@ -218,12 +218,12 @@ static int configure(struct sb_mqtt *m, const char *id, char *err)
 }
 
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
-                            const struct sb_log *log, char *err)
+                            const struct sb_log *log, struct sb_err *err)
 {
   struct sb_mqtt *m = calloc(1, sizeof(*m));
 
   if (!m) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     return NULL;
   }
   m->cfg = cfg;
@@ -327,7 +327,7 @@ void sb_mqtt_ops(struct sb_mqtt *m, struct sb_mqtt_ops *ops)
   ops->ctx = m;
 }
 
-int sb_mqtt_start(struct sb_mqtt *m, char *err)
+int sb_mqtt_start(struct sb_mqtt *m, struct sb_err *err)
 {
   char id[160];
 
@@ -344,7 +344,7 @@ int sb_mqtt_start(struct sb_mqtt *m, char *err)
   if (configure(m, id, err))
     return SB_EINVAL;
   if (pthread_create(&m->thread, NULL, run, m) != 0) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the MQTT thread: %s", strerror(errno));
+    sb_err_set(err, "cannot start the MQTT thread: %s", strerror(errno));
     return SB_EIO;
   }
   m->started = 1;

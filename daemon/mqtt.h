@@ -16,11 +16,11 @@
 
 struct sb_mqtt;
 
-/* Returns a client for cfg feeding b, or NULL with err (SB_CONFIG_ERR_SIZE
- * bytes) naming the option at fault. cfg, b and log are borrowed and must
+/* Returns a client for cfg feeding b, or NULL with err naming
+ * the option at fault. cfg, b and log are borrowed and must
  * outlive the client. */
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
-                            const struct sb_log *log, char *err);
+                            const struct sb_log *log, struct sb_err *err);
 
 /* Fills ops with what the server may ask of this client (publishing; in
  * per_user mode subscribing), for sb_server_set_mqtt(). */
@@ -30,7 +30,7 @@ void sb_mqtt_ops(struct sb_mqtt *m, struct sb_mqtt_ops *ops);
  * default client id is "mqtt-sse-bridge-<hostname>-<http port>". A broker that
  * is not there yet is not an error: the client keeps trying. Returns 0 or a
  * negative code with err. */
-int sb_mqtt_start(struct sb_mqtt *m, char *err);
+int sb_mqtt_start(struct sb_mqtt *m, struct sb_err *err);
 
 /* Disconnects and joins the client thread. Safe to call more than once. */
 void sb_mqtt_stop(struct sb_mqtt *m);

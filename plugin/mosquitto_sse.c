@@ -195,7 +195,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
                                     struct mosquitto_opt *options, int option_count)
 {
   struct plugin *p = calloc(1, sizeof(*p));
-  char err[SB_CONFIG_ERR_SIZE] = "";
+  struct sb_err err = {""};
 
   if (!p)
     return MOSQ_ERR_NOMEM;
@@ -208,20 +208,20 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
     return MOSQ_ERR_NOMEM;
   }
   for (int i = 0; i < option_count; i++)
-    if (sb_config_set(&p->cfg, SB_FORM_PLUGIN, options[i].key, options[i].value, err))
+    if (sb_config_set(&p->cfg, SB_FORM_PLUGIN, options[i].key, options[i].value, &err))
       goto fail;
-  if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, err))
+  if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, &err))
     goto fail;
   p->log.level = p->cfg.log_level;
-  if (!(p->bridge = sb_server_new(&p->cfg, &p->log, err)))
+  if (!(p->bridge = sb_server_new(&p->cfg, &p->log, &err)))
     goto fail;
   sb_server_set_mqtt(p->bridge, &(struct sb_mqtt_ops){publish, NULL, p});
-  if (sb_server_start(p->bridge, err))
+  if (sb_server_start(p->bridge, &err))
     goto fail;
   sb_server_set_upstream(p->bridge, 1);
   if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
       mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, p)) {
-    snprintf(err, sizeof(err), "cannot register the plugin's callbacks");
+    snprintf(err.msg, sizeof(err.msg), "cannot register the plugin's callbacks");
     mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
     goto fail;
   }
@@ -229,7 +229,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   return MOSQ_ERR_SUCCESS;
 
 fail:
-  mosquitto_log_printf(MOSQ_LOG_ERR, "mosquitto_sse: %s", err);
+  mosquitto_log_printf(MOSQ_LOG_ERR, "mosquitto_sse: %s", err.msg);
   plugin_free(p);
   return MOSQ_ERR_INVAL;
 }

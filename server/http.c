@@ -974,7 +974,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
   SB_LOG(h->env.log, SB_LOG_DEBUG, "[HTTP] %s", line);
 }
 
-struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
+struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *err)
 {
   struct sb__http *h = calloc(1, sizeof(*h));
   struct sockaddr_storage ss;
@@ -984,7 +984,7 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
   const union MHD_DaemonInfo *info;
 
   if (!h) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     return NULL;
   }
   h->env = *env;
@@ -1007,7 +1007,7 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, char *err)
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
       MHD_OPTION_END);
   if (!h->d) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "http_port: cannot listen on %s:%d (in use or not permitted)",
+    sb_err_set(err, "http_port: cannot listen on %s:%d (in use or not permitted)",
              env->cfg->http_bind, env->cfg->http_port);
     free(h);
     return NULL;

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "err.h"
+
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
@@ -37,8 +39,8 @@ struct sb__http_env {
 /* epoll_event.data.u64 values at or above this are not stream sockets. */
 #define SB__HTTP_TAG_MIN (UINT64_MAX - 15)
 
-/* Binds and returns the HTTP side, or NULL with err (SB_CONFIG_ERR_SIZE). */
-struct sb__http *sb__http_start(const struct sb__http_env *env, char *err);
+/* Binds and returns the HTTP side, or NULL with err. */
+struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *err);
 
 /* Returns the epoll fd to watch for readability, then call sb__http_run(). */
 int sb__http_fd(const struct sb__http *h);

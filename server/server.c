@@ -244,7 +244,7 @@ static void journal_event(void *ctx, const struct sb_journal_rec *r)
   free(tgt);
 }
 
-static int open_journal(struct sb_server *b, char *err)
+static int open_journal(struct sb_server *b, struct sb_err *err)
 {
   size_t n, bad;
 
@@ -260,21 +260,21 @@ static int open_journal(struct sb_server *b, char *err)
 
 /* ---- life ----------------------------------------------------------------- */
 
-struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, char *err)
+struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, struct sb_err *err)
 {
   struct sb_server *b = calloc(1, sizeof(*b));
   struct sb_hub_opts ho;
   struct timespec now;
 
   if (!b) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     return NULL;
   }
   b->epfd = b->evfd = -1;
   pthread_mutex_init(&b->lock, NULL);
   pthread_cond_init(&b->reloaded, NULL);
   if (sb_config_copy(&b->cfg, cfg)) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     pthread_cond_destroy(&b->reloaded);
     pthread_mutex_destroy(&b->lock);
     free(b);
@@ -298,7 +298,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   }
   ho.cb_ctx = b;
   if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics))) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     goto fail;
   }
   if (open_journal(b, err))
@@ -625,7 +625,7 @@ static int http_publish(void *ctx, const char *topic, const void *payload, size_
   return b->ops.publish(b->ops.ctx, topic, payload, len, SB_PUBLISH_EVENT);
 }
 
-int sb_server_start(struct sb_server *b, char *err)
+int sb_server_start(struct sb_server *b, struct sb_err *err)
 {
   struct sb__http_env env = {&b->cfg, b->hub,    b->auth, &b->metrics,
                              &b->log, -1,        b->ops.publish ? http_publish : NULL, b};
@@ -633,7 +633,7 @@ int sb_server_start(struct sb_server *b, char *err)
   char host[64];
 
   if (b->started) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "already started");
+    sb_err_set(err, "already started");
     return SB_ESTATE;
   }
   if (b->cfg.auth == SB_AUTH_NONE)
@@ -641,7 +641,7 @@ int sb_server_start(struct sb_server *b, char *err)
            "[SSE] auth none: the userId query parameter is trusted; for development only");
   if ((b->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
       (b->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot create the event loop: %s", strerror(errno));
+    sb_err_set(err, "cannot create the event loop: %s", strerror(errno));
     return SB_EIO;
   }
   env.epfd = b->epfd;
@@ -660,7 +660,7 @@ int sb_server_start(struct sb_server *b, char *err)
   ev.data.u64 = TAG_HTTP;
   if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, sb__http_fd(b->http), &ev) != 0 ||
       pthread_create(&b->thread, NULL, loop, b) != 0) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "cannot start the server thread: %s", strerror(errno));
+    sb_err_set(err, "cannot start the server thread: %s", strerror(errno));
     sb__http_stop(b->http);
     b->http = NULL;
     return SB_EIO;
@@ -706,13 +706,13 @@ static void restart_only(struct sb_server *b, const struct sb_config *n)
 #undef STR_DIFF
 }
 
-int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, char *err)
+int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err)
 {
   struct sb_config copy;
   struct reload r = {&copy, NULL, 0};
 
   if (sb_config_copy(&copy, cfg)) {
-    snprintf(err, SB_CONFIG_ERR_SIZE, "out of memory");
+    sb_err_set(err, "out of memory");
     return SB_ENOMEM;
   }
   if (!(r.auth = sb_auth_new(&copy, err))) {

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "err.h"
+
 #include "config.h"
 #include "log.h"
 
@@ -38,14 +40,14 @@ struct sb_mqtt_ops {
 #define SB_PUBLISH_RETAIN 2u
 
 /* Returns a server for cfg (deep-copied) that logs through log (copied), or
- * NULL with err (SB_CONFIG_ERR_SIZE bytes) naming the option at fault. Nothing
+ * NULL with err naming the option at fault. Nothing
  * is started. Any thread. */
-struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, char *err);
+struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, struct sb_err *err);
 
 /* Binds the HTTP listener and starts the loop thread. Returns 0, or SB_EIO
  * with err saying why (for example the port is taken); the server is then
  * still stopped and may be freed. Call once. */
-int sb_server_start(struct sb_server *b, char *err);
+int sb_server_start(struct sb_server *b, struct sb_err *err);
 
 /* Sets how the server reaches MQTT (POST /api/publish answers 503 without
  * it; presence and per_user need it). ops is copied. Call before
@@ -79,7 +81,7 @@ void sb_server_set_subscriptions(struct sb_server *b, int n);
  * option that differs and needs a restart. Returns 0, or SB_EINVAL/SB_EIO
  * with err naming the option (nothing is then changed). Not from the loop
  * thread; blocks until the loop has taken the new settings. */
-int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, char *err);
+int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err);
 
 /* Returns the HTTP port actually bound (useful with http_port 0). */
 int sb_server_http_port(const struct sb_server *b);

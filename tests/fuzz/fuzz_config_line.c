@@ -109,13 +109,13 @@ static char *value_text(const struct sb_config *c, const struct field *f)
   return NULL;
 }
 
-static void check_refusal(int rc, const char *err, const struct sb_config *before,
+static void check_refusal(int rc, const struct sb_err *err, const struct sb_config *before,
                           const struct sb_config *after, const char *what)
 {
   const struct field *f;
 
   FUZZ_CHECK(rc == SB_EINVAL, "%s: returned %d", what, rc);
-  FUZZ_CHECK(memchr(err, '\0', SB_CONFIG_ERR_SIZE) && err[0], "%s: refused without a message",
+  FUZZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) && err->msg[0], "%s: refused without a message",
              what);
   FUZZ_CHECK(!(f = differs(before, after, NULL)), "%s: refused but changed %s", what, f->name);
 }
@@ -148,7 +148,8 @@ static char *line_value(const char *line, char *key)
 static void round_trip(const struct sb_config *cfg, enum sb_form form, const struct field *f)
 {
   struct sb_config again;
-  char *v = value_text(cfg, f), *line, *err = malloc(SB_CONFIG_ERR_SIZE);
+  char *v = value_text(cfg, f), *line;
+  struct sb_err *err = malloc(sizeof *err);
   int rc;
 
   if (!v || !err || sb_config_init(&again)) {
@@ -160,7 +161,7 @@ static void round_trip(const struct sb_config *cfg, enum sb_form form, const str
     abort();
   rc = sb_config_line(&again, form, line, err);
   if (rc != SB_ENOMEM) {
-    FUZZ_CHECK(rc == 0, "round trip of %s refused: '%s': %s", f->name, line, err);
+    FUZZ_CHECK(rc == 0, "round trip of %s refused: '%s': %s", f->name, line, err->msg);
     FUZZ_CHECK(field_equal(cfg, &again, f), "round trip of %s changed its value", f->name);
   }
   sb_config_free(&again);
@@ -172,7 +173,8 @@ static void round_trip(const struct sb_config *cfg, enum sb_form form, const str
 static void apply_line(struct sb_config *cfg, enum sb_form form, const char *line)
 {
   struct sb_config before;
-  char *err = malloc(SB_CONFIG_ERR_SIZE), key[64], *want;
+  struct sb_err *err = malloc(sizeof *err);
+  char key[64], *want;
   const struct field *f, *d;
   int rc;
 
@@ -181,7 +183,7 @@ static void apply_line(struct sb_config *cfg, enum sb_form form, const char *lin
     return;
   }
   FUZZ_CHECK(!(d = differs(&before, cfg, NULL)), "copy differs in %s", d->name);
-  memset(err, 0x55, SB_CONFIG_ERR_SIZE);
+  memset(err, 0x55, sizeof *err);
   rc = sb_config_line(cfg, form, line, err);
   want = line_value(line, key);
   if (rc == 0) {
@@ -209,16 +211,16 @@ static void apply_line(struct sb_config *cfg, enum sb_form form, const char *lin
 
 static void check_finish(struct sb_config *cfg, enum sb_form form)
 {
-  char *err = malloc(SB_CONFIG_ERR_SIZE);
+  struct sb_err *err = malloc(sizeof *err);
   int rc;
 
   if (!err)
     return;
   if (!*cfg->jwt_secret_file) {
-    err[0] = '\0';
+    err->msg[0] = '\0';
     rc = sb_config_finish(cfg, form, err);
-    FUZZ_CHECK(rc == 0 || ((rc == SB_EINVAL || rc == SB_EIO) && err[0]),
-               "sb_config_finish returned %d with '%s'", rc, err);
+    FUZZ_CHECK(rc == 0 || ((rc == SB_EINVAL || rc == SB_EIO) && err->msg[0]),
+               "sb_config_finish returned %d with '%s'", rc, err->msg);
   }
   free(err);
 }
@@ -242,7 +244,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   if (set_mode) {
     struct sb_config before;
-    char *err = malloc(SB_CONFIG_ERR_SIZE), *value = NULL;
+    struct sb_err *err = malloc(sizeof *err);
+    char *value = NULL;
     const struct field *f, *d;
     int rc;
 
@@ -251,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       value = next + 1;
     }
     if (err && sb_config_copy(&before, &cfg) == 0) {
-      memset(err, 0x55, SB_CONFIG_ERR_SIZE);
+      memset(err, 0x55, sizeof *err);
       rc = sb_config_set(&cfg, form, text, value, err);
       if (rc == 0) {
         f = find_field(text);

@@ -114,15 +114,16 @@ static char *public_pem(EVP_PKEY *k)
 static struct sb_auth *make_auth(struct conf *c, int none)
 {
   struct sb_config cfg;
-  char err[SB_CONFIG_ERR_SIZE], path[] = "/tmp/fuzz_jwt_key_XXXXXX";
+  struct sb_err err;
+  char path[] = "/tmp/fuzz_jwt_key_XXXXXX";
   struct sb_auth *a;
   int fd = -1;
 
   if (sb_config_init(&cfg))
     abort();
 #define SET(k, v)                                                                   \
-  if (sb_config_set(&cfg, SB_FORM_DAEMON, k, v, err)) {                             \
-    fprintf(stderr, "fuzz_jwt: %s\n", err);                                         \
+  if (sb_config_set(&cfg, SB_FORM_DAEMON, k, v, &err)) {                             \
+    fprintf(stderr, "fuzz_jwt: %s\n", err.msg);                                         \
     abort();                                                                        \
   }
   if (none) {
@@ -146,11 +147,11 @@ static struct sb_auth *make_auth(struct conf *c, int none)
       SET("jwt_secret", SECRET);
   }
 #undef SET
-  a = sb_auth_new(&cfg, err);
+  a = sb_auth_new(&cfg, &err);
   if (fd >= 0)
     unlink(path);
   if (!a) {
-    fprintf(stderr, "fuzz_jwt: sb_auth_new: %s\n", err);
+    fprintf(stderr, "fuzz_jwt: sb_auth_new: %s\n", err.msg);
     abort();
   }
   sb_config_free(&cfg);

@@ -158,29 +158,29 @@ static struct sb_auth *auth_with(const char *first_key, ...)
 {
   struct sb_config cfg;
   struct sb_auth *a;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
   va_list ap;
   const char *k;
 
   assert_int_equal(sb_config_init(&cfg), 0);
-  assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "jwt_secret", SECRET, err), 0);
+  assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "jwt_secret", SECRET, &err), 0);
   va_start(ap, first_key);
   for (k = first_key; k; k = va_arg(ap, const char *)) {
     const char *v = va_arg(ap, const char *);
-    if (sb_config_set(&cfg, SB_FORM_DAEMON, k, v, err) != 0)
-      fail_msg("config %s %s: %s", k, v, err);
+    if (sb_config_set(&cfg, SB_FORM_DAEMON, k, v, &err) != 0)
+      fail_msg("config %s %s: %s", k, v, err.msg);
   }
   va_end(ap);
-  err[0] = '\0';
-  a = sb_auth_new(&cfg, err);
+  err.msg[0] = '\0';
+  a = sb_auth_new(&cfg, &err);
   if (!a)
-    fail_msg("sb_auth_new: %s", err);
+    fail_msg("sb_auth_new: %s", err.msg);
   sb_config_free(&cfg);
   return a;
 }
 
 /* Builds an authenticator for a public key file (no shared secret). */
-static struct sb_auth *auth_public_key(const char *path, char *err)
+static struct sb_auth *auth_public_key(const char *path, struct sb_err *err)
 {
   struct sb_config cfg;
   struct sb_auth *a;
@@ -188,7 +188,7 @@ static struct sb_auth *auth_public_key(const char *path, char *err)
   assert_int_equal(sb_config_init(&cfg), 0);
   assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "jwt_public_key_file", path, err), 0);
   assert_int_equal(sb_config_finish(&cfg, SB_FORM_DAEMON, err), 0);
-  err[0] = '\0';
+  err->msg[0] = '\0';
   a = sb_auth_new(&cfg, err);
   sb_config_free(&cfg);
   return a;
@@ -414,13 +414,13 @@ static void test_other_hmac_alg_refused(void **state)
 
 static void test_rs256(void **state)
 {
-  char err[SB_CONFIG_ERR_SIZE];
-  struct sb_auth *a = auth_public_key(K.rsa.pub_path, err);
+  struct sb_err err;
+  struct sb_auth *a = auth_public_key(K.rsa.pub_path, &err);
   char *tok, *other, *confused, *hs;
   (void)state;
 
   if (!a)
-    fail_msg("sb_auth_new: %s", err);
+    fail_msg("sb_auth_new: %s", err.msg);
   tok = token_with(JWT_ALG_RS256, K.rsa.priv, K.rsa.priv_len, "{\"sub\":\"rsa-user\"}");
   expect_header_user(a, tok, NOW, "rsa-user");
   expect_user(a, (struct sb_auth_request){NULL, tok, NULL, NULL}, NOW, "rsa-user");
@@ -445,13 +445,13 @@ static void test_rs256(void **state)
 
 static void test_es256(void **state)
 {
-  char err[SB_CONFIG_ERR_SIZE];
-  struct sb_auth *a = auth_public_key(K.ec.pub_path, err);
+  struct sb_err err;
+  struct sb_auth *a = auth_public_key(K.ec.pub_path, &err);
   char *tok, *rs, *confused;
   (void)state;
 
   if (!a)
-    fail_msg("sb_auth_new: %s", err);
+    fail_msg("sb_auth_new: %s", err.msg);
   tok = token_with(JWT_ALG_ES256, K.ec.priv, K.ec.priv_len, "{\"sub\":\"ec-user\"}");
   expect_header_user(a, tok, NOW, "ec-user");
   rs = token_with(JWT_ALG_RS256, K.rsa.priv, K.rsa.priv_len, "{\"sub\":\"ec-user\"}");
@@ -466,20 +466,20 @@ static void test_es256(void **state)
 
 static void test_public_key_file_errors(void **state)
 {
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
   struct sb_auth *a;
   (void)state;
 
-  a = auth_public_key("/nonexistent/key.pem", err);
+  a = auth_public_key("/nonexistent/key.pem", &err);
   assert_null(a);
-  assert_non_null(strstr(err, "jwt_public_key_file"));
-  a = auth_public_key(K.not_a_key_path, err);
+  assert_non_null(strstr(err.msg, "jwt_public_key_file"));
+  a = auth_public_key(K.not_a_key_path, &err);
   assert_null(a);
-  assert_non_null(strstr(err, "jwt_public_key_file"));
+  assert_non_null(strstr(err.msg, "jwt_public_key_file"));
   /* P-384 fixes no algorithm the bridge takes */
-  a = auth_public_key(K.ec384.pub_path, err);
+  a = auth_public_key(K.ec384.pub_path, &err);
   assert_null(a);
-  assert_non_null(strstr(err, "jwt_public_key_file"));
+  assert_non_null(strstr(err.msg, "jwt_public_key_file"));
 }
 
 /* ---- claims --------------------------------------------------------------- */
@@ -644,13 +644,13 @@ static void test_auth_none(void **state)
 {
   struct sb_config cfg;
   struct sb_auth *a;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
   char *tok = hs256("{\"sub\":\"from-token\"}"), h[4096];
   (void)state;
 
   assert_int_equal(sb_config_init(&cfg), 0);
-  assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "auth", "none", err), 0);
-  a = sb_auth_new(&cfg, err);
+  assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  a = sb_auth_new(&cfg, &err);
   sb_config_free(&cfg);
   assert_non_null(a);
   assert_int_equal(sb_auth_is_none(a), 1);

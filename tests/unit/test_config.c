@@ -154,9 +154,9 @@ static void test_is_option(void **state)
 static void test_set_good_values(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-#define SET(k, v) assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, k, v, err), 0)
+#define SET(k, v) assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, k, v, &err), 0)
   SET("http_bind", "0.0.0.0");
   assert_string_equal(c->http_bind, "0.0.0.0");
   SET("http_bind", "::1");
@@ -286,18 +286,18 @@ static void test_set_bad_values(void **state)
     {"subscribe_mode", "all"},
   };
   struct sb_config *c = *state, before;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   assert_int_equal(sb_config_copy(&before, c), 0);
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     const char *key = bad[i][0], *value = bad[i][1];
     int rc;
-    err[0] = '\0';
-    rc = sb_config_set(c, SB_FORM_DAEMON, key, value, err);
+    err.msg[0] = '\0';
+    rc = sb_config_set(c, SB_FORM_DAEMON, key, value, &err);
     if (rc != SB_EINVAL)
       fail_msg("%s '%s' was accepted (rc %d)", key, value, rc);
-    if (!strstr(err, key))
-      fail_msg("%s '%s': the message does not name the option: %s", key, value, err);
+    if (!strstr(err.msg, key))
+      fail_msg("%s '%s': the message does not name the option: %s", key, value, err.msg);
     /* nothing changed */
     assert_config_equal(c, &before);
   }
@@ -307,16 +307,16 @@ static void test_set_bad_values(void **state)
 static void test_unknown_option(void **state)
 {
   struct sb_config *c = *state, before;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   assert_int_equal(sb_config_copy(&before, c), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_prot", "80", err), SB_EINVAL);
-  assert_non_null(strstr(err, "http_prot"));
-  assert_non_null(strstr(err, "unknown option"));
-  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "listen", "1", err), SB_EINVAL);
-  assert_non_null(strstr(err, "listen"));
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "HTTP_PORT", "80", err), SB_EINVAL);
-  assert_non_null(strstr(err, "HTTP_PORT"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_prot", "80", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_prot"));
+  assert_non_null(strstr(err.msg, "unknown option"));
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "listen", "1", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "listen"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "HTTP_PORT", "80", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "HTTP_PORT"));
   assert_config_equal(c, &before);
   sb_config_free(&before);
 }
@@ -324,10 +324,10 @@ static void test_unknown_option(void **state)
 static void test_missing_value(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", NULL, err), SB_EINVAL);
-  assert_non_null(strstr(err, "http_port"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", NULL, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_port"));
   assert_int_equal(c->http_port, 8080);
 }
 
@@ -340,27 +340,27 @@ static void test_daemon_only_refused_in_plugin(void **state)
     {"subscribe_mode", "wildcard"},
   };
   struct sb_config *c = *state, before;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   assert_int_equal(sb_config_copy(&before, c), 0);
   for (size_t i = 0; i < sizeof(daemon_only) / sizeof(daemon_only[0]); i++) {
-    err[0] = '\0';
-    if (sb_config_set(c, SB_FORM_PLUGIN, daemon_only[i][0], daemon_only[i][1], err) != SB_EINVAL)
+    err.msg[0] = '\0';
+    if (sb_config_set(c, SB_FORM_PLUGIN, daemon_only[i][0], daemon_only[i][1], &err) != SB_EINVAL)
       fail_msg("%s accepted in the plugin form", daemon_only[i][0]);
-    if (!strstr(err, daemon_only[i][0]))
-      fail_msg("%s: the message does not name the option: %s", daemon_only[i][0], err);
+    if (!strstr(err.msg, daemon_only[i][0]))
+      fail_msg("%s: the message does not name the option: %s", daemon_only[i][0], err.msg);
   }
   assert_config_equal(c, &before);
   /* the same values are fine for the daemon */
   for (size_t i = 0; i < sizeof(daemon_only) / sizeof(daemon_only[0]); i++)
-    if (sb_config_set(c, SB_FORM_DAEMON, daemon_only[i][0], daemon_only[i][1], err) != 0)
-      fail_msg("%s refused in the daemon form: %s", daemon_only[i][0], err);
+    if (sb_config_set(c, SB_FORM_DAEMON, daemon_only[i][0], daemon_only[i][1], &err) != 0)
+      fail_msg("%s refused in the daemon form: %s", daemon_only[i][0], err.msg);
   assert_string_equal(c->mqtt_host, "broker");
   assert_int_equal(c->mqtt_port, 1884);
   assert_int_equal(c->mqtt_qos, 2);
   assert_string_equal(c->mqtt_keyfile, "/key");
   /* shared options are fine for the plugin */
-  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_port", "9090", err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_port", "9090", &err), 0);
   assert_int_equal(c->http_port, 9090);
   sb_config_free(&before);
 }
@@ -368,17 +368,17 @@ static void test_daemon_only_refused_in_plugin(void **state)
 static void test_subscribe_mode_per_user(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_WILDCARD);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "per_user", err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "per_user", &err), 0);
   assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_PER_USER);
-  err[0] = '\0';
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "topic", err), SB_EINVAL);
-  assert_non_null(strstr(err, "subscribe_mode"));
+  err.msg[0] = '\0';
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "subscribe_mode", "topic", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "subscribe_mode"));
   assert_int_equal(c->subscribe_mode, SB_SUBSCRIBE_PER_USER);
   /* the broker decides what a plugin sees: no subscription to choose */
-  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "subscribe_mode", "per_user", err), SB_EINVAL);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "subscribe_mode", "per_user", &err), SB_EINVAL);
 }
 
 /* ---- config lines and files ----------------------------------------------- */
@@ -386,55 +386,56 @@ static void test_subscribe_mode_per_user(void **state)
 static void test_config_line(void **state)
 {
   struct sb_config *c = *state, before;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   /* comments and blank lines change nothing */
   assert_int_equal(sb_config_copy(&before, c), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "\n", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "\r\n", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "   \t  ", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "# http_port 1", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "   # http_port 1\n", err), 0);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "#", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "\n", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "\r\n", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "   \t  ", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "# http_port 1", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "   # http_port 1\n", &err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "#", &err), 0);
   assert_config_equal(c, &before);
   sb_config_free(&before);
 
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port 9000", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port 9000", &err), 0);
   assert_int_equal(c->http_port, 9000);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "  http_port\t\t9001  \r\n", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "  http_port\t\t9001  \r\n", &err), 0);
   assert_int_equal(c->http_port, 9001);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "sse_path /events\n", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "sse_path /events\n", &err), 0);
   assert_string_equal(c->sse_path, "/events");
   /* inner spaces of a value are kept, outer ones are not */
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "jwt_secret   a b  c \n", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "jwt_secret   a b  c \n", &err), 0);
   assert_string_equal(c->jwt_secret, "a b  c");
-  assert_int_equal(sb_config_line(c, SB_FORM_PLUGIN, "auth none", err), 0);
+  assert_int_equal(sb_config_line(c, SB_FORM_PLUGIN, "auth none", &err), 0);
   assert_int_equal(c->auth, SB_AUTH_NONE);
 
   /* errors name the option */
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port", err), SB_EINVAL);
-  assert_non_null(strstr(err, "http_port"));
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port 9x", err), SB_EINVAL);
-  assert_non_null(strstr(err, "http_port"));
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_port"));
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "http_port 9x", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_port"));
   assert_int_equal(c->http_port, 9001);
-  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "colour blue", err), SB_EINVAL);
-  assert_non_null(strstr(err, "colour"));
-  assert_int_equal(sb_config_line(c, SB_FORM_PLUGIN, "mqtt_host broker", err), SB_EINVAL);
-  assert_non_null(strstr(err, "mqtt_host"));
+  assert_int_equal(sb_config_line(c, SB_FORM_DAEMON, "colour blue", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "colour"));
+  assert_int_equal(sb_config_line(c, SB_FORM_PLUGIN, "mqtt_host broker", &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "mqtt_host"));
   /* a key longer than any option */
   assert_int_equal(sb_config_line(c, SB_FORM_DAEMON,
                                   "an_option_name_that_is_much_longer_than_any_real_option_ever_is 1",
-                                  err),
+                                  &err),
                    SB_EINVAL);
-  assert_non_null(strstr(err, "an_option_name"));
-  assert_non_null(strstr(err, "unknown option"));
+  assert_non_null(strstr(err.msg, "an_option_name"));
+  assert_non_null(strstr(err.msg, "unknown option"));
 }
 
 static void test_load_file(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE], path[64];
+  struct sb_err err;
+  char path[64];
 
   temp_file(path, "# mqtt-sse-bridge test config\n"
                   "\n"
@@ -445,7 +446,7 @@ static void test_load_file(void **state)
                   "replay_buffer 16\n"
                   "auth none\n"
                   "mqtt_qos 0"); /* no newline at the end */
-  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, err), 0);
+  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, &err), 0);
   assert_string_equal(c->http_bind, "0.0.0.0");
   assert_int_equal(c->http_port, 8181);
   assert_string_equal(c->topic_prefix, "app/sync");
@@ -461,37 +462,38 @@ static void test_load_file(void **state)
 static void test_load_file_errors(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE], path[64], want[128];
+  struct sb_err err;
+  char path[64], want[128];
 
   temp_file(path, "http_port 8181\n"
                   "# fine so far\n"
                   "heartbeat_interval 0\n"
                   "retry_ms 5\n");
-  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, err), SB_EINVAL);
+  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, &err), SB_EINVAL);
   snprintf(want, sizeof(want), "%s:3:", path);
-  if (!strstr(err, want) || !strstr(err, "heartbeat_interval"))
-    fail_msg("want '%s' and the option in: %s", want, err);
+  if (!strstr(err.msg, want) || !strstr(err.msg, "heartbeat_interval"))
+    fail_msg("want '%s' and the option in: %s", want, err.msg);
   /* nothing after the bad line is applied */
   assert_int_equal(c->retry_ms, 1000);
   unlink(path);
 
   temp_file(path, "bogus_option 1\n");
-  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, err), SB_EINVAL);
+  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, path, &err), SB_EINVAL);
   snprintf(want, sizeof(want), "%s:1:", path);
-  assert_non_null(strstr(err, want));
-  assert_non_null(strstr(err, "bogus_option"));
+  assert_non_null(strstr(err.msg, want));
+  assert_non_null(strstr(err.msg, "bogus_option"));
   unlink(path);
 
   /* a daemon file in the plugin form */
   temp_file(path, "http_port 1\n\nmqtt_port 1884\n");
-  assert_int_equal(sb_config_load_file(c, SB_FORM_PLUGIN, path, err), SB_EINVAL);
+  assert_int_equal(sb_config_load_file(c, SB_FORM_PLUGIN, path, &err), SB_EINVAL);
   snprintf(want, sizeof(want), "%s:3:", path);
-  assert_non_null(strstr(err, want));
-  assert_non_null(strstr(err, "mqtt_port"));
+  assert_non_null(strstr(err.msg, want));
+  assert_non_null(strstr(err.msg, "mqtt_port"));
   unlink(path);
 
-  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, "/nonexistent/sb.conf", err), SB_EIO);
-  assert_non_null(strstr(err, "/nonexistent/sb.conf"));
+  assert_int_equal(sb_config_load_file(c, SB_FORM_DAEMON, "/nonexistent/sb.conf", &err), SB_EIO);
+  assert_non_null(strstr(err.msg, "/nonexistent/sb.conf"));
 }
 
 /* ---- whole-config checks -------------------------------------------------- */
@@ -499,42 +501,43 @@ static void test_load_file_errors(void **state)
 static void test_finish_jwt_needs_key(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  err[0] = '\0';
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_true(strncmp(err, "auth", 4) == 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_PLUGIN, err), SB_EINVAL);
-  assert_true(strncmp(err, "auth", 4) == 0);
+  err.msg[0] = '\0';
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "auth", 4) == 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_PLUGIN, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "auth", 4) == 0);
 }
 
 static void test_finish_auth_none(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
 }
 
 static void test_finish_secret(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
   assert_string_equal(c->jwt_secret, "k");
 }
 
 static void test_finish_secret_file(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE], path[64];
+  struct sb_err err;
+  char path[64];
 
   temp_file(path, "file-secret value\n");
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
   assert_string_equal(c->jwt_secret, "file-secret value");
   unlink(path);
 
@@ -542,8 +545,8 @@ static void test_finish_secret_file(void **state)
   temp_file(path, "line1\nline2\r\n\n");
   sb_config_free(c);
   assert_int_equal(sb_config_init(c), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
   assert_string_equal(c->jwt_secret, "line1\nline2");
   unlink(path);
 }
@@ -551,31 +554,33 @@ static void test_finish_secret_file(void **state)
 static void test_finish_secret_file_errors(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE], path[64];
+  struct sb_err err;
+  char path[64];
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", "/nonexistent/secret", err),
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", "/nonexistent/secret", &err),
                    0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EIO);
-  assert_non_null(strstr(err, "jwt_secret_file"));
-  assert_non_null(strstr(err, "/nonexistent/secret"));
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EIO);
+  assert_non_null(strstr(err.msg, "jwt_secret_file"));
+  assert_non_null(strstr(err.msg, "/nonexistent/secret"));
 
   temp_file(path, "\n");
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "jwt_secret_file"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "jwt_secret_file"));
   unlink(path);
 }
 
 static void test_finish_secret_and_file_refused(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE], path[64];
+  struct sb_err err;
+  char path[64];
 
   temp_file(path, "from-file\n");
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "inline", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "jwt_secret"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "inline", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "jwt_secret"));
   assert_string_equal(c->jwt_secret, "inline");
   unlink(path);
 }
@@ -583,60 +588,60 @@ static void test_finish_secret_and_file_refused(void **state)
 static void test_finish_secret_and_public_key_refused(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "jwt_public_key_file"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "jwt_public_key_file"));
 }
 
 static void test_finish_public_key_alone(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   /* the file itself is read by the authenticator, not here */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
 }
 
 static void test_finish_mqtt_tls(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_certfile", "/c.pem", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "mqtt_keyfile"));
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_keyfile", "/k.pem", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "mqtt_cafile"));
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_cafile", "/ca.pem", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_certfile", "/c.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "mqtt_keyfile"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_keyfile", "/k.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "mqtt_cafile"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_cafile", "/ca.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
 }
 
 static void test_finish_cors_wildcard(void **state)
 {
   struct sb_config *c = *state;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
   /* '*' with credentials is refused; listed origins are fine */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "cors_origins"));
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example, *", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), SB_EINVAL);
-  assert_non_null(strstr(err, "cors_origins"));
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example https://*.b", err),
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "cors_origins"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example, *", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "cors_origins"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example https://*.b", &err),
                    0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
   /* with auth none, '*' is allowed */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
 }
 
 /* ---- copy and free -------------------------------------------------------- */
@@ -644,10 +649,10 @@ static void test_finish_cors_wildcard(void **state)
 static void test_copy_is_deep(void **state)
 {
   struct sb_config *c = *state, copy;
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "original", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", "1234", err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "original", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", "1234", &err), 0);
   assert_int_equal(sb_config_copy(&copy, c), 0);
   assert_config_equal(&copy, c);
   assert_ptr_not_equal(copy.jwt_secret, c->jwt_secret);
@@ -655,8 +660,8 @@ static void test_copy_is_deep(void **state)
   assert_ptr_not_equal(copy.mqtt_keyfile, c->mqtt_keyfile);
 
   /* changing or freeing the source leaves the copy whole */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "changed", err), 0);
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", "4321", err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "changed", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "http_port", "4321", &err), 0);
   assert_string_equal(copy.jwt_secret, "original");
   assert_int_equal(copy.http_port, 1234);
   sb_config_free(c);

@@ -106,10 +106,10 @@ static void test_append_and_replay_in_order(void **state)
   struct sb_journal *j;
   struct sb_journal_rec r;
   struct seen seen = {0};
-  char err[SB_CONFIG_ERR_SIZE];
+  struct sb_err err;
   size_t bad = 9;
 
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 0);
   assert_int_equal(bad, 0);
   r = rec("u1", "e1", NULL, NULL, "{\"a\":1}", 0);
@@ -118,7 +118,7 @@ static void test_append_and_replay_in_order(void **state)
   assert_int_equal(sb_journal_append(j, &r), 0);
   sb_journal_close(j);
 
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 2);
   assert_int_equal(bad, 0);
   assert_string_equal(seen.lines[0], "u1|e1|||{\"a\":1}|0");
@@ -128,7 +128,7 @@ static void test_append_and_replay_in_order(void **state)
   assert_int_equal(sb_journal_append(j, &r), 0);
   sb_journal_close(j);
   seen.n = 0;
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 3);
   assert_string_equal(seen.lines[2], "u1|e3|||{\"a\":3}|0");
   sb_journal_close(j);
@@ -140,21 +140,22 @@ static void test_rotation_keeps_latest(void **state)
   struct sb_journal *j;
   struct sb_journal_rec r;
   struct seen seen = {0};
-  char err[SB_CONFIG_ERR_SIZE], id[16];
+  struct sb_err err;
+  char id[16];
   size_t bad, one;
 
   r = rec("u1", "e00", NULL, NULL, "{\"n\":0}", 0);
   one = (size_t)sb_journal_encode(&r, NULL, 0);
   /* a file holds 4 records: 10 appends leave the last 2 in the new file and
    * the 4 before them in the old one */
-  assert_int_equal(sb_journal_open(dir, 4 * one, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 4 * one, &j, &err), 0);
   for (int i = 0; i < 10; i++) {
     snprintf(id, sizeof(id), "e%02d", i);
     r = rec("u1", id, NULL, NULL, "{\"n\":0}", 0);
     assert_int_equal(sb_journal_append(j, &r), 0);
   }
   sb_journal_close(j);
-  assert_int_equal(sb_journal_open(dir, 4 * one, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 4 * one, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 6);
   for (int i = 0; i < 6; i++) {
     snprintf(id, sizeof(id), "u1|e%02d|", i + 4);
@@ -169,11 +170,12 @@ static void test_torn_end_is_cut(void **state)
   struct sb_journal *j;
   struct sb_journal_rec r = rec("u1", "e1", NULL, NULL, "{\"a\":1}", 0);
   struct seen seen = {0};
-  char err[SB_CONFIG_ERR_SIZE], path[256], half[8];
+  struct sb_err err;
+  char path[256], half[8];
   size_t bad;
   int fd;
 
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_append(j, &r), 0);
   sb_journal_close(j);
   /* a crash in the middle of the next write */
@@ -186,13 +188,13 @@ static void test_torn_end_is_cut(void **state)
   assert_int_equal(write(fd, half, sizeof(half)), (ssize_t)sizeof(half));
   close(fd);
 
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 1);
   r = rec("u1", "e2", NULL, NULL, "{\"a\":2}", 0);
   assert_int_equal(sb_journal_append(j, &r), 0);
   sb_journal_close(j);
   seen.n = 0;
-  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, err), 0);
+  assert_int_equal(sb_journal_open(dir, 1 << 20, &j, &err), 0);
   assert_int_equal(sb_journal_replay(j, collect, &seen, &bad), 2);
   assert_int_equal(bad, 0);
   assert_string_equal(seen.lines[1], "u1|e2|||{\"a\":2}|0");
@@ -202,12 +204,12 @@ static void test_torn_end_is_cut(void **state)
 static void test_open_fails_with_the_option_named(void **state)
 {
   struct sb_journal *j = (struct sb_journal *)1;
-  char err[SB_CONFIG_ERR_SIZE] = "";
+  struct sb_err err = {""};
 
   (void)state;
-  assert_int_equal(sb_journal_open("/proc/no/such/dir", 1024, &j, err), SB_EIO);
+  assert_int_equal(sb_journal_open("/proc/no/such/dir", 1024, &j, &err), SB_EIO);
   assert_null(j);
-  assert_non_null(strstr(err, "replay_dir"));
+  assert_non_null(strstr(err.msg, "replay_dir"));
 }
 
 int main(void)
