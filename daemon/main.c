@@ -110,7 +110,7 @@ static int parse_args(int argc, char **argv, struct sb_config *cfg, struct sb_er
       return -1;
     i++;
   }
-  return sb_config_finish(cfg, SB_FORM_DAEMON, err) ? -1 : 0;
+  return sb_config_finish(cfg, err) ? -1 : 0;
 }
 
 /* Each SSE stream is a socket: take the whole file-descriptor allowance. */
@@ -126,7 +126,8 @@ static void raise_fd_limit(const struct sb_log *log)
 }
 
 /* SIGHUP: reopens the log file and reloads the configuration (the same -c
- * file and flags); a bad one is logged and the old one kept. */
+ * file and flags); a bad one is logged and the old one kept. The server
+ * names the options that only a restart applies (log_file among them). */
 static void reload(int argc, char **argv, struct sb_server *bridge, struct sink *sink,
                    struct sb_log *log, const struct sb_config *running)
 {
@@ -141,8 +142,6 @@ static void reload(int argc, char **argv, struct sb_server *bridge, struct sink 
     SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err.msg);
   } else {
     log->level = cfg.log_level;
-    if (strcmp(cfg.log_file, running->log_file) != 0)
-      SB_LOG(log, SB_LOG_WARNING, "[SSE] Reload: log_file changed; it takes effect on restart");
   }
   sb_config_free(&cfg);
 }

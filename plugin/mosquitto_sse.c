@@ -129,7 +129,8 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   return 0;
 }
 
-/* Broker's thread: publishes what POST /api/publish queued. */
+/* Broker's thread: publishes (send) or drops what publish() queued: events
+ * of POST /api/publish and presence records, all at QoS 1. */
 static void flush_outgoing(struct plugin *p, int send)
 {
   struct outgoing *o, *next;
@@ -210,7 +211,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   for (int i = 0; i < option_count; i++)
     if (sb_config_set(&p->cfg, SB_FORM_PLUGIN, options[i].key, options[i].value, &err))
       goto fail;
-  if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, &err))
+  if (sb_config_finish(&p->cfg, &err))
     goto fail;
   p->log.level = p->cfg.log_level;
   if (!(p->bridge = sb_server_new(&p->cfg, &p->log, &err)))
