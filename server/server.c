@@ -463,35 +463,27 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
     wake_loop(b);
 }
 
-/* Loop thread: takes a configuration reload (see sb_server_reload). */
+/* Loop thread: takes a configuration reload (see sb_server_reload): every
+ * option whose table row says a reload applies it moves from r->cfg into
+ * b->cfg (r->cfg gets the old value, freed with it), the hub takes its limits
+ * and auth its new state. If the hub cannot take the limits (SB_ENOMEM), it
+ * keeps the old ones and so does b->cfg for the options of SB_RELOAD_HUB;
+ * the rest is applied all the same. */
 static void apply_reload(struct sb_server *b, struct reload *r)
 {
   struct sb_hub_opts ho;
-  char *t;
+  const struct sb_option *opts;
+  size_t n;
+  int hub_took;
 
   hub_opts(r->cfg, &ho);
-  if (sb_hub_reconfigure(b->hub, &ho) == 0) {
-    b->cfg.heartbeat_interval = r->cfg->heartbeat_interval;
-    b->cfg.retry_ms = r->cfg->retry_ms;
-    b->cfg.max_connections = r->cfg->max_connections;
-    b->cfg.max_connections_per_user = r->cfg->max_connections_per_user;
-    b->cfg.max_queue_bytes = r->cfg->max_queue_bytes;
-  }
+  hub_took = sb_hub_reconfigure(b->hub, &ho) == 0;
   sb_auth_swap(b->auth, r->auth);
-#define SWAP_STR(f) (t = b->cfg.f, b->cfg.f = r->cfg->f, r->cfg->f = t)
-  SWAP_STR(cors_origins);
-  SWAP_STR(jwt_secret);
-  SWAP_STR(jwt_secret_file);
-  SWAP_STR(jwt_public_key_file);
-  SWAP_STR(jwt_audience);
-  SWAP_STR(jwt_issuer);
-  SWAP_STR(jwt_user_claim);
-  SWAP_STR(jwt_cookie);
-#undef SWAP_STR
-  b->cfg.jwt_leeway = r->cfg->jwt_leeway;
-  b->cfg.auth = r->cfg->auth;
-  b->cfg.log_level = r->cfg->log_level;
-  b->log.level = r->cfg->log_level;
+  opts = sb_config_options(&n);
+  for (size_t i = 0; i < n; i++)
+    if (opts[i].reload == SB_RELOAD_APPLY || (opts[i].reload == SB_RELOAD_HUB && hub_took))
+      sb_config_swap(&b->cfg, r->cfg, &opts[i]);
+  b->log.level = b->cfg.log_level;
 }
 
 /* Loop thread: publishes every queued event, in arrival order, and takes a
@@ -676,34 +668,21 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
   return 0;
 }
 
-/* Options that only a restart changes: a reload names those that differ. */
+static void note_restart(void *ctx, const struct sb_option *o)
+{
+  struct sb_server *b = ctx;
+
+  if (o->reload == SB_RELOAD_RESTART)
+    SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Reload: %s changed; it takes effect on restart",
+           o->name);
+}
+
+/* Names each option that differs in n and that only a restart applies (its
+ * table row says so). Reads b->cfg, which the loop changes only in
+ * apply_reload(), so not while a reload is under way. */
 static void restart_only(struct sb_server *b, const struct sb_config *n)
 {
-  const struct sb_config *o = &b->cfg;
-#define STR_DIFF(f) (strcmp(o->f, n->f) != 0)
-#define NOTE(f)                                                                            \
-  SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Reload: %s changed; it takes effect on restart", #f)
-  if (STR_DIFF(http_bind)) NOTE(http_bind);
-  if (o->http_port != n->http_port) NOTE(http_port);
-  if (STR_DIFF(sse_path)) NOTE(sse_path);
-  if (STR_DIFF(web_root)) NOTE(web_root);
-  if (STR_DIFF(topic_prefix)) NOTE(topic_prefix);
-  if (o->max_event_bytes != n->max_event_bytes) NOTE(max_event_bytes);
-  if (o->replay_buffer != n->replay_buffer) NOTE(replay_buffer);
-  if (STR_DIFF(presence_prefix)) NOTE(presence_prefix);
-  if (STR_DIFF(replay_dir)) NOTE(replay_dir);
-  if (STR_DIFF(mqtt_host)) NOTE(mqtt_host);
-  if (o->mqtt_port != n->mqtt_port) NOTE(mqtt_port);
-  if (STR_DIFF(mqtt_username)) NOTE(mqtt_username);
-  if (STR_DIFF(mqtt_password)) NOTE(mqtt_password);
-  if (STR_DIFF(mqtt_client_id)) NOTE(mqtt_client_id);
-  if (o->mqtt_qos != n->mqtt_qos) NOTE(mqtt_qos);
-  if (STR_DIFF(mqtt_cafile)) NOTE(mqtt_cafile);
-  if (STR_DIFF(mqtt_certfile)) NOTE(mqtt_certfile);
-  if (STR_DIFF(mqtt_keyfile)) NOTE(mqtt_keyfile);
-  if (o->subscribe_mode != n->subscribe_mode) NOTE(subscribe_mode);
-#undef NOTE
-#undef STR_DIFF
+  sb_config_diff(&b->cfg, n, note_restart, b);
 }
 
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err)
