@@ -651,6 +651,29 @@ static void test_replay_unknown_id_resyncs(void **state)
   assert_int_equal(load(&f->m.replayed), 3 + 4);
 }
 
+/* The resync event comes from the caller's function, with the time it
+ * stamps; the hub reads no clock. Without one, a replay goes without it. */
+static void test_resync_from_caller(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+
+  start(f);
+  c = reg(f, "u1", "A", "x", &w);
+  assert_string_equal(drain(c), RETRY "data: {\"channel\":\"system\",\"type\":\"resync\","
+                                "\"payload\":{\"lastEventId\":\"x\",\"reason\":"
+                                "\"unknown_last_event_id\"},\"timestamp\":"
+                                "\"2023-11-14T22:13:20.123Z\"}\n\n");
+  sb_hub_free(f->hub);
+  f->o.resync = NULL;
+  start(f);
+  assert_int_equal(publish_history(f), 0);
+  c = reg(f, "u1", "A", "gone", &w);
+  assert_string_equal(drain(c), RETRY EV("e1", "one") EV("e2", "two") EV("e3", "three")
+                                    EV("e5", "five"));
+}
+
 static void test_replay_buffer_capacity(void **state)
 {
   struct fx *f = *state;
@@ -1545,6 +1568,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_replay_after_last_event_id, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_unknown_id_resyncs, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_truncated_to_queue_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_resync_from_caller, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_capacity, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_zero, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_user_keeps_replay, setup, teardown),
