@@ -113,7 +113,8 @@ int sb_presence_from_earlier_run(const void *payload, size_t len, const char *in
 
 /* ---- publishing (loop thread) --------------------------------------------- */
 
-static int on(const struct sb_presence *p)
+/* Returns 1 when presence is on and there is a way to publish it. */
+static int publishing(const struct sb_presence *p)
 {
   return *p->prefix && p->publish;
 }
@@ -139,7 +140,7 @@ void sb_presence_publish_user(struct sb_presence *p, const char *user)
 {
   char topic[512], ts[32], *text;
 
-  if (!on(p) || !sb_topic_valid_level(user, strlen(user)) ||
+  if (!publishing(p) || !sb_topic_valid_level(user, strlen(user)) ||
       (size_t)snprintf(topic, sizeof(topic), "%s/%s", p->prefix, user) >= sizeof(topic))
     return;
   stamp(ts);
@@ -152,7 +153,7 @@ void sb_presence_publish_status(struct sb_presence *p, int online)
 {
   char ts[32], *text;
 
-  if (!on(p) || !p->will)
+  if (!publishing(p) || !p->will)
     return;
   if (!online) {
     publish(p, p->prefix, p->will);
