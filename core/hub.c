@@ -45,6 +45,7 @@ struct user {
   unsigned ndevices, nconns;
   struct sb_frame **ring; /* replay buffer: replay_buffer slots, oldest at ring_head */
   unsigned ring_head, ring_count;
+  int whole; /* the ring holds every event of the user since the hub began */
   struct sb_list idle_link;   /* on hub->idle while kept without connections */
   struct sb_list linger_link; /* on hub->lingering during its interest linger */
   long long linger_until;
@@ -62,6 +63,8 @@ struct sb_hub {
   struct sb_list idle;       /* idle users (user.idle_link), least recently used first */
   struct sb_list lingering;  /* lingering users (user.linger_link), soonest end first */
   long long now;             /* the latest time a call brought */
+  char *origin_id;           /* opts.origin_id, owned; NULL when unset */
+  size_t lost_users;         /* users freed while their ring held events */
   struct sb_frame *heartbeat, *retry;
 };
 
@@ -111,6 +114,7 @@ static struct user *user_add(struct sb_hub *hub, const char *id)
     return NULL;
   memcpy(u->id, id, len + 1);
   u->hash = hash_str(id);
+  u->whole = hub->lost_users == 0;
   sb_list_init(&u->devices);
   sb_list_init(&u->idle_link);
   sb_list_init(&u->linger_link);
@@ -179,6 +183,8 @@ static void user_free(struct sb_hub *hub, struct user *u)
   *pp = u->hnext;
   idle_unlink(hub, u);
   linger_unlink(u);
+  if (u->ring_count > 0)
+    hub->lost_users++;
   for (unsigned i = 0; i < u->ring_count; i++)
     sb_frame_unref(u->ring[(u->ring_head + i) % (unsigned)hub->o.replay_buffer]);
   free(u->ring);
@@ -211,6 +217,7 @@ static void ring_push(struct sb_hub *hub, struct user *u, struct sb_frame *f)
   if (!u->ring && !(u->ring = calloc(cap, sizeof(*u->ring))))
     return;
   if (u->ring_count == cap) {
+    u->whole = 0;
     sb_frame_unref(u->ring[u->ring_head]);
     u->ring[u->ring_head] = sb_frame_ref(f);
     u->ring_head = (u->ring_head + 1) % cap;
@@ -324,10 +331,12 @@ struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *l
   snprintf(retry, sizeof(retry), "retry: %d\n\n", opts->retry_ms);
   if (!(hub->buckets = calloc(hub->nbuckets, sizeof(*hub->buckets))) ||
       !(hub->heartbeat = sb_frame_raw(SB_SSE_HEARTBEAT, strlen(SB_SSE_HEARTBEAT))) ||
-      !(hub->retry = sb_frame_raw(retry, strlen(retry)))) {
+      !(hub->retry = sb_frame_raw(retry, strlen(retry))) ||
+      (opts->origin_id && !(hub->origin_id = strdup(opts->origin_id)))) {
     sb_hub_free(hub);
     return NULL;
   }
+  hub->o.origin_id = hub->origin_id;
   return hub;
 }
 
@@ -380,6 +389,7 @@ void sb_hub_free(struct sb_hub *hub)
   free(hub->buckets);
   sb_frame_unref(hub->heartbeat);
   sb_frame_unref(hub->retry);
+  free(hub->origin_id);
   free(hub);
 }
 
@@ -395,12 +405,16 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
   struct sb_frame *rs;
   int found = 0, cut = 0;
 
-  for (i = u->ring_count; i-- > 0;) {
-    const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
-    if (f->id && strcmp(f->id, last_id) == 0) {
-      found = 1;
-      start = i + 1;
-      break;
+  if (hub->origin_id && strcmp(last_id, hub->origin_id) == 0) {
+    found = u->whole; /* from the beginning: all of the buffer, if it is all */
+  } else {
+    for (i = u->ring_count; i-- > 0;) {
+      const struct sb_frame *f = u->ring[(u->ring_head + i) % cap];
+      if (f->id && strcmp(f->id, last_id) == 0) {
+        found = 1;
+        start = i + 1;
+        break;
+      }
     }
   }
   /* a resync may have to come first: keep room for it in any case */
@@ -431,6 +445,29 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
       atomic_fetch_add(&hub->m->replayed, 1);
     }
   }
+}
+
+/* Queues the retry line, with the stream's resume point when the hub has an
+ * origin id: the newest event id of u's buffer, else the origin. */
+static void first_bytes(struct sb_hub *hub, struct sb_conn *c, const struct user *u)
+{
+  const char *id = hub->origin_id;
+  struct sb_frame *f = NULL;
+  char text[384];
+
+  if (id && u->ring_count > 0) {
+    const struct sb_frame *newest =
+        u->ring[(u->ring_head + u->ring_count - 1) % (unsigned)hub->o.replay_buffer];
+    if (newest->id)
+      id = newest->id;
+  }
+  if (id) {
+    int n = snprintf(text, sizeof(text), "retry: %d\nid: %s\n\n", hub->o.retry_ms, id);
+    if (n > 0 && (size_t)n < sizeof(text))
+      f = sb_frame_raw(text, (size_t)n);
+  }
+  enqueue(hub, c, f ? f : hub->retry, 0);
+  sb_frame_unref(f);
 }
 
 int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
@@ -489,7 +526,7 @@ int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
   c->next_hb = now_ms + hub->o.heartbeat_ms;
   sb_list_push_back(&hub->heartbeats, &c->hb_link);
 
-  enqueue(hub, c, hub->retry, 0);
+  first_bytes(hub, c, u);
   if (last_event_id && *last_event_id)
     replay(hub, c, last_event_id);
   atomic_fetch_add(&hub->m->connections_opened, 1);

@@ -55,6 +55,15 @@ struct sb_hub_opts {
    * NULL return: the replay goes without it. */
   struct sb_frame *(*resync)(void *ctx, const char *last_id, const char *reason);
   void *cb_ctx; /* the first argument of on_presence, on_interest and resync */
+  /* The id of the beginning of this run ("<start ms>-0" in the server),
+   * copied. A stream's first bytes then carry its resume point with the retry
+   * line ("retry: N\nid: X\n\n", which sets an EventSource's last event id
+   * without firing an event): the id of the newest event of its user's
+   * replay buffer, or origin_id when the buffer is empty. A stream that comes
+   * back with origin_id gets the user's whole buffer, with no resync event
+   * while the buffer still holds every event since the start. NULL: streams
+   * start with the retry line alone. */
+  const char *origin_id;
   long long interest_linger_ms;
 };
 
@@ -81,7 +90,7 @@ int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts);
 void sb_hub_free(struct sb_hub *hub);
 
 /* Registers a connection of user's device and queues its first bytes: the
- * retry line, then, when last_event_id is given, the user's later events from
+ * retry line (with the stream's resume point when origin_id is set), then, when last_event_id is given, the user's later events from
  * the replay buffer (with the same exclusion and targeting rules; an id not in
  * the buffer gets a system/resync event and the whole buffer). Logs the
  * registration. Returns 0 and sets *out, SB_ELIMIT (max_connections),

@@ -200,6 +200,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   struct sb_server *b = calloc(1, sizeof(*b));
   struct sb_hub_opts ho;
   struct timespec now = sb_clock_wall();
+  char origin[32];
 
   if (!b) {
     sb_err_set(err, "out of memory");
@@ -230,6 +231,8 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   }
   ho.resync = resync;
   ho.cb_ctx = b;
+  snprintf(origin, sizeof(origin), "%lld-0", b->boot_ms);
+  ho.origin_id = origin;
   if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics)) ||
       !(b->presence = sb_presence_new(cfg->presence_prefix, b->hub, now, &b->log, &b->metrics))) {
     sb_err_set(err, "out of memory");

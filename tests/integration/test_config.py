@@ -108,7 +108,7 @@ class ConfigFile(BridgeTestCase):
         b.start()
         self.bridge = b
         c = self.sse("a1", "A", path="/from-file")
-        self.assertEqual(bytes(c.body), b"retry: 1500\n\n")
+        self.assertRegex(bytes(c.body), rb"\Aretry: 1500\nid: \d+-0\n\n\Z")
         self.publish("A", "timer", payload={"m": 1}, prefix="filed")
         self.assert_markers(c, [1])
 

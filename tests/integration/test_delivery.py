@@ -173,9 +173,12 @@ class WireFormat(DeliveryTestCase):
         self.assertNotIn("content-length", c.headers)
         self.assertIn("chunked", c.headers.get("transfer-encoding", ""))
 
-    def test_first_bytes_are_the_retry_line_at_once(self):
+    def test_first_bytes_are_the_retry_line_and_resume_point_at_once(self):
         c = self.sse("a1", "A")
-        self.assertEqual(bytes(c.body), b"retry: 1000\n\n")
+        # the user has no event yet: the resume point is the run's origin,
+        # "<start ms>-0", an id field with no data (no event fires)
+        self.assertRegex(bytes(c.body), rb"\Aretry: 1000\nid: \d{13}-0\n\n\Z")
+        self.assertEqual(c.snapshot(), [])
         self.assertLess(c.first_byte_at - c.connected_at, scaled(1.0),
                         "the stream must start at once, not on the first event")
         self.assertEqual(c.chunk_errors, [])
@@ -187,8 +190,9 @@ class WireFormat(DeliveryTestCase):
               "id": "evt-0001"}
         self.publish("A", "timer", ev)
         a2.wait_events(1)
-        expected = b"retry: 1000\n\nid: evt-0001\ndata: " + compact(ev).encode() + b"\n\n"
-        self.assertEqual(bytes(a2.body), expected)
+        first, rest = bytes(a2.body).split(b"\n\n", 1)
+        self.assertRegex(first, rb"\Aretry: 1000\nid: \d{13}-0\Z")
+        self.assertEqual(rest, b"id: evt-0001\ndata: " + compact(ev).encode() + b"\n\n")
         self.assertEqual(a2.chunk_errors, [])
         self.publish("A", "timer", payload={"m": "fence"})
         self.assert_markers(a1, ["fence"])
@@ -205,7 +209,9 @@ class WireFormat(DeliveryTestCase):
         self.assertTrue(is_compact_json(got.data), got.data)
         self.assertEqual(got.raw, b"id: " + got.id.encode() + b"\ndata: " +
                          got.data.encode("utf-8") + b"\n\n")
-        self.assertEqual(bytes(a2.body), b"retry: 1000\n\n" + got.raw)
+        first, rest = bytes(a2.body).split(b"\n\n", 1)
+        self.assertRegex(first, rb"\Aretry: 1000\nid: \d{13}-0\Z")
+        self.assertEqual(rest, got.raw)
         want = dict(ev, channel="timer")
         ts = got.json.pop("timestamp")
         self.assertEqual(got.json, want)
@@ -319,8 +325,7 @@ class Heartbeats(BridgeTestCase):
         for g in gaps:
             self.assertGreater(g, 0.5, gaps)
             self.assertLess(g, scaled(1.8), gaps)
-        self.assertTrue(bytes(c1.body).startswith(b"retry: 1000\n\n: heartbeat\n\n"),
-                        bytes(c1.body))
+        self.assertRegex(bytes(c1.body), rb"\Aretry: 1000\nid: \d{13}-0\n\n: heartbeat\n\n")
         self.assertEqual(c1.snapshot(), [], "a heartbeat is a comment, not an event")
         # events and heartbeats interleave without corrupting each other
         self.publish("A", "timer", payload={"m": "between"})
@@ -342,7 +347,7 @@ class Options(BridgeTestCase):
     def test_sse_path_topic_prefix_and_retry_ms(self):
         self.start_bridge(sse_path="/events/stream", topic_prefix="app/sync", retry_ms=2500)
         c = self.sse("a1", "A")
-        self.assertEqual(bytes(c.body), b"retry: 2500\n\n")
+        self.assertRegex(bytes(c.body), rb"\Aretry: 2500\nid: \d{13}-0\n\n\Z")
         old = self.bridge.request("GET", "/api/sse?deviceId=a2&userId=A")
         self.assertNotEqual(old.status, 200)
         self.publish("A", "timer", payload={"m": "old-prefix"})  # sync/A/timer

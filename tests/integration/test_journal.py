@@ -4,10 +4,12 @@ restart of the bridge (even a kill -9) gets every later event; an event whose
 publisher id the buffer already holds is dropped as a duplicate."""
 
 import os
+import re
 import signal
 import unittest
 
-from harness import BridgeTestCase, only_forms, scaled
+from faultkit import kill9, restart_same_port
+from harness import FORM, BridgeTestCase, only_forms, scaled, wait_until
 
 
 class Journal(BridgeTestCase):
@@ -67,6 +69,34 @@ class Journal(BridgeTestCase):
 
     def test_replay_survives_kill_9(self):
         self.check_replay_after(kill=True)
+
+    def test_a_quiet_stream_resumes_across_kill_9(self):
+        """A stream that has received no event yet still has a resume point
+        (the id in its first bytes): after a kill -9, an event published while
+        the bridge was away (daemon: the broker keeps it in the session) or
+        right after its restart (plugin: the broker is the bridge) reaches it
+        when it comes back with that id, as a plain EventSource would."""
+        rd = os.path.join(self.workdir, "replay")
+        b = self.start_bridge(replay_dir=rd)
+        c = self.sse("laptop", "u1")
+        m = re.match(rb"retry: 1000\nid: (\d+-0)\n\n\Z", bytes(c.body))
+        self.assertIsNotNone(m, bytes(c.body))
+        resume = m.group(1).decode()
+        c.close()
+        kill9(b)
+        if FORM == "daemon":
+            self.publish("u1", "timer", type="t", payload={"m": "while away"})
+        restart_same_port(b)  # the daemon resumes its MQTT session
+        if FORM != "daemon":
+            self.publish("u1", "timer", type="t", payload={"m": "while away"})
+        again = self.sse("laptop", "u1", headers={"Last-Event-ID": resume})
+        # the id is of the earlier run: a system/resync event may come first
+        def events():
+            return [e.marker for e in again.snapshot() if e.json.get("channel") != "system"]
+        wait_until(lambda: events() == ["while away"], scaled(10), what="the event published away")
+        self.publish("u1", "timer", type="t", payload={"m": "fence"})
+        wait_until(lambda: len(events()) >= 2, scaled(10), what="the fence")
+        self.assertEqual(events(), ["while away", "fence"])
 
     def test_unwritable_replay_dir_stops_the_start(self):
         path = os.path.join(self.workdir, "a-file")

@@ -103,7 +103,7 @@ class Loading(BridgeTestCase):
                               log_level="debug", jwt_secret=SECRET, cors_origins="https://a.test")
         self.assertEqual(b.healthz().status, 200)
         c = self.sse("d1", None, path="/events", headers={"Authorization": "Bearer " + token("A")})
-        self.assertEqual(bytes(c.body), b"retry: 1500\n\n")
+        self.assertRegex(bytes(c.body), rb"\Aretry: 1500\nid: \d+-0\n\n\Z")
         self.publish("A", "timer", payload={"m": 1}, prefix="app/sync")
         self.assert_markers(c, [1])
 

@@ -674,6 +674,61 @@ static void test_resync_from_caller(void **state)
                                     EV("e5", "five"));
 }
 
+/* With an origin id, a stream's first bytes carry its resume point: the
+ * newest id of its user's buffer, or the origin when the buffer is empty. A
+ * stream that comes back with the origin gets the whole buffer with no
+ * resync while the buffer holds every event since the start, and a resync
+ * once events were lost (ring overflow, or users with events dropped). */
+static void test_resume_point(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+  const char *got;
+  char user[16];
+
+  f->o.origin_id = "1700000000000-0";
+  f->o.replay_buffer = 3;
+  start(f);
+  c = reg(f, "u1", "A", NULL, &w);
+  assert_string_equal(drain(c), "retry: 1000\nid: 1700000000000-0\n\n");
+  sb_hub_unregister(f->hub, c);
+
+  /* back with the origin: everything since, excluded ones left out */
+  publish(f, "u1", "e1", NULL, NULL, "one");
+  publish(f, "u1", "e2", "A", NULL, "two");
+  c = reg(f, "u1", "A", "1700000000000-0", &w);
+  assert_string_equal(drain(c), "retry: 1000\nid: e2\n\n" EV("e1", "one"));
+  sb_hub_unregister(f->hub, c);
+  c = reg(f, "u1", "B", NULL, &w);
+  assert_string_equal(drain(c), "retry: 1000\nid: e2\n\n");
+  sb_hub_unregister(f->hub, c);
+
+  /* the ring overflowed: the origin cannot be placed any more */
+  publish(f, "u1", "e3", NULL, NULL, "three");
+  publish(f, "u1", "e4", NULL, NULL, "four");
+  c = reg(f, "u1", "B", "1700000000000-0", &w);
+  got = drain(c);
+  assert_int_equal(strncmp(got, "retry: 1000\nid: e4\n\n", 20), 0);
+  got += 20;
+  expect_resync_reason(&got, "1700000000000-0", "unknown_last_event_id");
+  assert_string_equal(got, EV("e2", "two") EV("e3", "three") EV("e4", "four"));
+  sb_hub_unregister(f->hub, c);
+
+  /* idle users with events were dropped: a new user may have lost events */
+  for (int i = 0; i < 20; i++) {
+    snprintf(user, sizeof(user), "idle%d", i);
+    publish(f, user, "x", NULL, NULL, "x");
+  }
+  publish(f, "fresh", "f1", NULL, NULL, "one");
+  c = reg(f, "fresh", "A", "1700000000000-0", &w);
+  got = drain(c);
+  assert_int_equal(strncmp(got, "retry: 1000\nid: f1\n\n", 20), 0);
+  got += 20;
+  expect_resync_reason(&got, "1700000000000-0", "unknown_last_event_id");
+  assert_string_equal(got, EV("f1", "one"));
+}
+
 static void test_replay_buffer_capacity(void **state)
 {
   struct fx *f = *state;
@@ -1569,6 +1624,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_replay_unknown_id_resyncs, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_truncated_to_queue_limit, setup, teardown),
     cmocka_unit_test_setup_teardown(test_resync_from_caller, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_resume_point, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_capacity, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_zero, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_user_keeps_replay, setup, teardown),
