@@ -1,24 +1,14 @@
-// Unit tests of web/sse-client.js and web/device.js under node --test: routing,
-// own-device filtering, backoff, resume and tokens, against a fake EventSource
-// and mocked timers. No browser, no bridge.
+// Unit tests of the browser client (clients/js/src/client/sse-client.js and
+// device.js, which the bridge serves as /sse-client.js and /device.js) under
+// node --test: routing, own-device filtering, backoff, resume and tokens,
+// against a fake EventSource and mocked timers, one stream per tab (sharing
+// between tabs: clients/js/test/). No browser, no bridge.
 
 import { beforeEach, afterEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'web');
-
-// web/ is served to browsers as it is and has no package.json, so node would
-// take its files for CommonJS: load them as ES modules from their text.
-async function loadModule(name) {
-  const src = fs.readFileSync(path.join(WEB, name), 'utf8');
-  return import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
-}
-
-const { SSEClient, backoffDelay, buildUrl } = await loadModule('sse-client.js');
-const device = await loadModule('device.js');
+import { SSEClient, backoffDelay, buildUrl } from '../../clients/js/src/client/sse-client.js';
+import * as device from '../../clients/js/src/client/device.js';
 
 // ---- a fake EventSource ------------------------------------------------------------
 
@@ -77,7 +67,7 @@ function connect(options = {}, deviceId = 'dev-1') {
 
 beforeEach(() => {
   FakeEventSource.all = [];
-  client = new SSEClient();
+  client = new SSEClient({ locks: null, BroadcastChannel: null }); // one tab alone
   logger = quietLogger();
   mock.timers.enable({ apis: ['setTimeout'] });
 });
