@@ -44,6 +44,12 @@ class FakeEventSource {
     this.onerror && this.onerror({});
   }
 
+  // The browser reconnects by itself (a network error): readyState CONNECTING.
+  retrying() {
+    this.readyState = 0;
+    this.onerror && this.onerror({});
+  }
+
   close() {
     this.closed = true;
   }
@@ -317,6 +323,72 @@ describe('connection and reconnection', () => {
     first.send({ channel: 'timer', type: 'stale', payload: {} }, '1');
     FakeEventSource.last.send({ channel: 'timer', type: 'fresh', payload: {} }, '2');
     assert.deepEqual(got, ['fresh']);
+  });
+
+  it('a stream that has delivered no event yet lets the EventSource reconnect by itself', async () => {
+    // Its position (the bridge's first id: line) is known only to the
+    // EventSource, which sends it as Last-Event-ID when it reconnects.
+    const states = [];
+    let tokens = 0;
+    connect({ getToken: () => `t${++tokens}`, onStateChange: (s) => states.push(s) });
+    await flush();
+    const es = FakeEventSource.last;
+    es.open();
+    es.retrying();
+    assert.equal(es.closed, false, 'the EventSource is kept');
+    assert.equal(client.isConnected(), false);
+    assert.deepEqual(logger.lines.slice(-2), ['[SSE] Connection lost', '[SSE] Reconnecting in 1000ms (attempt 1/10)']);
+    es.retrying(); // its own attempts fail meanwhile: counted by the backoff's clock, not each
+    mock.timers.tick(1000);
+    await flush();
+    assert.equal(logger.lines.at(-1), '[SSE] Reconnecting in 2000ms (attempt 2/10)');
+    assert.equal(FakeEventSource.all.length, 1, 'no EventSource of ours');
+    es.open(); // the browser's reconnection went through
+    assert.equal(client.isConnected(), true);
+    assert.deepEqual(states, ['connecting', 'connected', 'reconnecting', 'reconnecting', 'connected']);
+    mock.timers.tick(60000);
+    await flush();
+    assert.equal(client.state, 'connected');
+    assert.equal(tokens, 1);
+
+    // refused (an expired token: 401): the EventSource gives up, the client
+    // takes over with a fresh token, the attempt count going on
+    es.retrying();
+    es.readyState = 2;
+    es.fail();
+    assert.equal(es.closed, true);
+    assert.equal(logger.lines.at(-1), '[SSE] Reconnecting in 2000ms (attempt 2/10)');
+    mock.timers.tick(2000);
+    await flush();
+    assert.equal(FakeEventSource.all.length, 2);
+    assert.equal(FakeEventSource.last.params().get('token'), 't2');
+  });
+
+  it('gives up on a quiet stream after maxAttempts of backoff too', async () => {
+    connect({ maxAttempts: 2, retryMs: 100 });
+    await flush();
+    const es = FakeEventSource.last;
+    es.retrying();
+    mock.timers.tick(100);
+    es.retrying();
+    mock.timers.tick(200);
+    await flush();
+    assert.equal(client.state, 'failed');
+    assert.equal(es.closed, true);
+    assert.equal(logger.lines.at(-1), '[SSE] Giving up after 2 attempts');
+  });
+
+  it('a stream that has delivered an event reconnects by hand, resuming after it', async () => {
+    connect();
+    await flush();
+    const es = FakeEventSource.last;
+    es.open();
+    es.send({ channel: 'timer', type: 'a', payload: {} }, '7-1');
+    es.retrying();
+    assert.equal(es.closed, true);
+    mock.timers.tick(1000);
+    await flush();
+    assert.equal(FakeEventSource.last.params().get('lastEventId'), '7-1');
   });
 
   it('passes userId (auth none), lastEventId and withCredentials; rejects bad device ids', async () => {
