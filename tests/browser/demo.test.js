@@ -13,30 +13,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import {
-  Bridge, Broker, makeWorkdir, randomSecret, scaled, sleep, tokenFor, waitUntil, BRIDGE_BIN,
+  ARTIFACTS, Bridge, Broker, launchChromium, makeWorkdir, randomSecret, scaled, sleep, tokenFor, waitUntil, BRIDGE_BIN,
 } from './lib/harness.js';
-
-const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.SB_ARTIFACT_DIR || path.join(os.tmpdir(), 'mqtt-sse-bridge-browser-artifacts');
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
-];
-
-if (!fs.existsSync(CHROMIUM)) {
-  throw new Error(`Chromium is missing at ${CHROMIUM}: apt-get install -y chromium (or set SB_CHROMIUM)`);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (err) {
-  throw new Error(`playwright-core is not installed: npm ci --prefix tests/browser (${err.message})`);
-}
 
 const USER_A = 'alice';
 const USER_B = 'bob';
@@ -129,7 +110,7 @@ describe('the demo in Chromium: devices of one user in sync through the bridge',
     await broker.start();
     bridge = new Bridge(broker, workdir, { secret, clientId: CLIENT_ID });
     await bridge.start();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     console.log(`# bridge ${BRIDGE_BIN} on ${bridge.base}, mosquitto on ${broker.port}, Chromium ${browser.version()}`);
     await Promise.all([
       openDevice('A1', 'a1', USER_A),

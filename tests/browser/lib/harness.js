@@ -262,3 +262,34 @@ export function randomSecret() {
 export function makeWorkdir(prefix = 'sb-browser-') {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
+
+// ---- Chromium ----------------------------------------------------------------------
+
+export const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
+export const ARTIFACTS = process.env.SB_ARTIFACT_DIR || path.join(os.tmpdir(), 'mqtt-sse-bridge-browser-artifacts');
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+/** Headless Debian Chromium under playwright-core; throws naming what is missing. */
+export async function launchChromium() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is missing at ${CHROMIUM}: apt-get install -y chromium (or set SB_CHROMIUM)`);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (err) {
+    throw new Error(`playwright-core is not installed: npm ci --prefix tests/browser (${err.message})`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/** The value of a gauge or counter without labels in the bridge's /metrics. */
+export async function metric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
