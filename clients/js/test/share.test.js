@@ -299,6 +299,23 @@ describe('tabs of one device share one stream', () => {
     assert.equal(bridge.open.length, 1);
   });
 
+  it('a lock manager that refuses (an opaque origin): a stream of its own', async () => {
+    setup();
+    const t = browser.open('A');
+    const refusing = new SSEClient({
+      locks: { request: () => Promise.reject(Object.assign(new Error('opaque origin'), { name: 'SecurityError' })) },
+      BroadcastChannel: browser.channelClass(t),
+      document: t.document,
+      window: t.window,
+    });
+    refusing.connect('d1', { EventSource: bridge.eventSourceFor(t), logger: t.logger });
+    await ready();
+    assert.equal(refusing.role, 'single');
+    assert.equal(refusing.isConnected(), true);
+    assert.ok(t.lines.includes('[SSE] Cannot share the stream between tabs: opaque origin'), t.lines.join('\n'));
+    refusing.disconnect();
+  });
+
   it('share: false, another device, or no Web Locks: a stream of its own', async () => {
     setup();
     await tab('A');

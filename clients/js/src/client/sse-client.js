@@ -233,14 +233,16 @@ export class TabGroup {
    * @param {(message: Record<string, any>) => void} deps.onMessage a message of another tab
    * @param {() => void} deps.onLead this tab now holds the lock
    * @param {() => void} deps.onLose the lock was taken from this tab (steal)
+   * @param {(err: unknown) => void} deps.onUnavailable the lock manager refuses (an opaque origin)
    */
-  constructor(name, { locks, BroadcastChannel, onMessage, onLead, onLose }) {
+  constructor(name, { locks, BroadcastChannel, onMessage, onLead, onLose, onUnavailable }) {
     this.name = name;
     this.tab = randomId();
     this.leading = false;
     this._locks = locks;
     this._onLead = onLead;
     this._onLose = onLose;
+    this._onUnavailable = onUnavailable;
     /** @type {{ abort: AbortController, release: (() => void) | null } | null} */
     this._ticket = null;
     /** @type {BroadcastChannelLike | null} */
@@ -312,16 +314,17 @@ export class TabGroup {
           this._onLead();
         });
       });
-    } catch {
-      return; // a lock manager that refuses (no secure context): stay a follower
+    } catch (err) {
+      this._ticket = null;
+      this._onUnavailable(err);
+      return;
     }
-    Promise.resolve(granted).catch(() => {
-      // Aborted by us (nothing to do) or stolen by a hand-over to another tab.
-      if (this._ticket === ticket && ticket.release) {
-        this._ticket = null;
-        this.leading = false;
-        this._onLose();
-      }
+    Promise.resolve(granted).catch((err) => {
+      if (this._ticket !== ticket) return; // aborted by us: nothing to do
+      this._ticket = null;
+      this.leading = false;
+      if (ticket.release) this._onLose(); // stolen by a hand-over to another tab
+      else this._onUnavailable(err); // refused (SecurityError in an opaque origin)
     });
   }
 }
@@ -514,13 +517,19 @@ export class SSEClient {
     const name = shareName(o.url, /** @type {string} */ (this._deviceId), o.userId);
     const live = () => gen === this._generation;
     this._role = 'follower';
-    this._group = new TabGroup(name, {
-      locks,
-      BroadcastChannel: BC,
-      onMessage: (m) => live() && this._onTabMessage(m),
-      onLead: () => live() && this._lead(gen),
-      onLose: () => live() && this._follow(),
-    });
+    try {
+      this._group = new TabGroup(name, {
+        locks,
+        BroadcastChannel: BC,
+        onMessage: (m) => live() && this._onTabMessage(m),
+        onLead: () => live() && this._lead(gen),
+        onLose: () => live() && this._follow(),
+        onUnavailable: (err) => live() && this._alone(err),
+      });
+    } catch (err) {
+      this._alone(err);
+      return;
+    }
     this._listen();
     this._applyState('connecting', { attempt: 0 }, false);
     this._post({ t: 'hello', visible: this._visible() });
@@ -539,6 +548,18 @@ export class SSEClient {
       this._timer = null;
       if (gen === this._generation && streamGen === this._streamGen && this._role === 'leader') this._openSource(streamGen);
     }, COLLECT_MS);
+  }
+
+  /** No lock to be had here: a stream of this tab's own.
+   *  @param {unknown} err */
+  _alone(err) {
+    this._log('warn', '[SSE] Cannot share the stream between tabs:', err instanceof Error ? err.message : err);
+    if (this._group) this._group.close();
+    this._group = null;
+    if (this._unlisten) this._unlisten();
+    this._unlisten = null;
+    this._role = 'single';
+    this._startStream();
   }
 
   /** The lock was handed over to another tab: follow it, and queue again. */
