@@ -402,8 +402,11 @@ window.addEventListener('online', () => {
   if (sseClient.state === 'failed' && !cannotConnect()) connect();
 });
 
+// The last tab of this device to close says bye (the others share its stream).
 window.addEventListener('pagehide', () => {
-  if (sseClient.isConnected()) publish('devices', 'bye', { deviceName: me.name }, {}, { keepalive: true });
+  if (sseClient.isConnected() && sseClient.tabs <= 1) {
+    publish('devices', 'bye', { deviceName: me.name }, {}, { keepalive: true });
+  }
 });
 
 // ---- rendering -------------------------------------------------------------------------

@@ -75,6 +75,7 @@ describe('tabs of one device share one stream', () => {
     await ready();
     assert.equal(bridge.opened.length, 1, 'one stream');
     assert.deepEqual([a, b, c].map((t) => t.client.role), ['leader', 'follower', 'follower']);
+    assert.deepEqual([a, b, c].map((t) => t.client.tabs), [3, 3, 3], 'every tab knows the others');
     for (const t of [a, b, c]) {
       assert.equal(t.client.isConnected(), true, `${t.label} is connected`);
       assert.equal(t.client.state, 'connected');
@@ -137,6 +138,12 @@ describe('tabs of one device share one stream', () => {
     assert.equal(c.client.role, 'follower');
     assert.equal(bridge.open.length, 1);
     assert.equal(bridge.opened.at(-1).params().get('lastEventId'), '1700000000000-5');
+    b.client.disconnect();
+    await settle();
+    assert.equal(c.client.tabs, 1, 'a tab that disconnects says so');
+    b.client.connect('d1', { EventSource: bridge.eventSourceFor(b), logger: b.logger });
+    await ready();
+    assert.deepEqual([b.client.tabs, c.client.tabs], [2, 2]);
     for (let n = 9; n <= 10; n++) bridge.publish({ channel: 'timer', type: 'tick', payload: { n } });
     await settle();
     for (const t of [b, c]) assert.deepEqual(ids(t), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], t.label);

@@ -440,6 +440,11 @@ export class SSEClient {
     return this._deviceId;
   }
 
+  /** How many tabs share this tab's stream, this one included (1 when it does not share). */
+  get tabs() {
+    return this._role === 'leader' || this._role === 'follower' ? this._peers.size + 1 : 1;
+  }
+
   /** 'leader' (this tab holds the stream the tabs share), 'follower' (another
    *  tab holds it), 'single' (a stream of its own) or null (not connected). */
   get role() {
@@ -542,7 +547,8 @@ export class SSEClient {
     this._role = 'leader';
     this._attempt = 0;
     this._open = false;
-    this._post({ t: 'collect' });
+    this._peers.clear(); // the answers tell who is still there
+    this._post({ t: 'collect', visible: this._visible() });
     const streamGen = this._streamGen;
     this._timer = setTimeout(() => {
       this._timer = null;
@@ -581,13 +587,15 @@ export class SSEClient {
         break;
       case 'hello':
         this._peers.set(m.from, !!m.visible);
+        this._post({ t: 'here', to: m.from, visible: this._visible() });
         if (leader) {
           this._post({ t: 'state', to: m.from, state: this._state, detail: this._detail, open: this._open });
           if (this._state === 'failed') this._restart(); // a tab asks again: try again
           else this._handOverIfHidden();
         }
         break;
-      case 'collect':
+      case 'collect': // a new leader: the tabs still there answer it, and so all learn who they are
+        this._peers = new Map([[m.from, !!m.visible]]);
         this._post({ t: 'cursor', to: m.from, seq: this._cursor.seq, id: this._cursor.id, visible: this._visible() });
         break;
       case 'cursor':
@@ -595,6 +603,9 @@ export class SSEClient {
         if (m.to === this._tab() && typeof m.seq === 'number') {
           this._cursor = newerCursor(this._cursor, { seq: m.seq, id: String(m.id || '') });
         }
+        break;
+      case 'here':
+        if (m.to === this._tab()) this._peers.set(m.from, !!m.visible);
         break;
       case 'vis':
         this._peers.set(m.from, !!m.visible);

@@ -78,6 +78,7 @@ const state: ConnectionState = sseClient.state;
 const role: Role = sseClient.role;
 const last: string = sseClient.lastEventId;
 const me: string | null = sseClient.deviceId;
+const sharing: number = sseClient.tabs;
 sseClient.disconnect();
 
 // The platform can be swapped (tests, polyfills): the browser's own types fit.
@@ -97,4 +98,4 @@ alone.connect(fresh);
 
 const delay: number = backoffDelay(3, 250, 8000);
 const url: string = buildUrl('/api/sse', { deviceId, token: 't', lastEventId: last });
-console.log(name, described, connected, state, role, me, doc, delay, url);
+console.log(name, described, connected, state, role, me, sharing, doc, delay, url);

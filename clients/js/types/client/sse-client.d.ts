@@ -148,6 +148,8 @@ export class SSEClient {
   readonly state: ConnectionState;
   readonly deviceId: string | null;
   readonly role: Role;
+  /** How many tabs share this tab's stream, this one included (1 when it does not share). */
+  readonly tabs: number;
 }
 
 /** The shared client of the page. */
