@@ -18,6 +18,9 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 npm ci --prefix tests/browser --no-audit --no-fund
+# The npm package of the browser client: TypeScript for its type check (the
+# packaging test installs its Vite fixture itself, from that fixture's lockfile).
+npm ci --prefix clients/js --no-audit --no-fund
 
 jobs=$(nproc)
 run_suite() { # build-dir cmake-args...

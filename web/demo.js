@@ -251,12 +251,22 @@ function advancePhase() {
   publish('timer', 'updated', { pomodoroState: next });
 }
 
+// Moves the timer to targetDeviceId. From the device that runs it, the event
+// is targeted: only the new owner gets it. To this device, from one that does
+// not run it ("pull it here"), it goes to every other device, the owner among
+// them, which then stops driving it.
 function moveTimer(targetDeviceId) {
   const t = state.timer;
-  if (!t || !targetDeviceId || targetDeviceId === me.id) return;
+  if (!t || !targetDeviceId || targetDeviceId === t.ownerDeviceId) return;
+  const payload = { ...timerPayload(t), deviceName: me.name, targetDeviceId };
+  if (targetDeviceId === me.id) {
+    setTimer({ ...t, ownerDeviceId: me.id, ownerName: me.name,
+      movedFrom: t.ownerName || deviceName(t.ownerDeviceId) });
+    publish('timer', 'moved', payload);
+    return;
+  }
   setTimer({ ...t, ownerDeviceId: targetDeviceId, ownerName: deviceName(targetDeviceId), movedFrom: undefined });
-  publish('timer', 'moved', { ...timerPayload(t), deviceName: me.name, targetDeviceId },
-    { targetDeviceId });
+  publish('timer', 'moved', payload, { targetDeviceId });
 }
 
 // The device running the timer finishes phases and the countdown.
@@ -351,7 +361,26 @@ function hello() {
   publish('devices', 'hello', { deviceName: me.name });
 }
 
+// Why this page cannot connect at all ('' if it can): retrying would not help.
+function cannotConnect() {
+  const token = getToken();
+  if (!token && !authNoneUser()) return 'no token';
+  const claims = token ? tokenClaims(token) : null;
+  if (claims && typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()) return 'token expired';
+  return '';
+}
+
 function connect() {
+  const why = cannotConnect();
+  if (why) {
+    // No stream without credentials: say so once (the notice), show offline,
+    // and leave the bridge alone instead of retrying into a 401 ten times.
+    sseClient.disconnect();
+    console.warn(`[Focus] Not connecting: ${why}`);
+    state.connection = { state: 'failed', detail: { reason: why } };
+    renderConnection();
+    return;
+  }
   sseClient.connect(me.id, {
     getToken,
     userId: authNoneUser() || undefined,
@@ -370,11 +399,14 @@ function connect() {
 
 // Back online after the client gave up: try again.
 window.addEventListener('online', () => {
-  if (sseClient.state === 'failed') connect();
+  if (sseClient.state === 'failed' && !cannotConnect()) connect();
 });
 
+// The last tab of this device to close says bye (the others share its stream).
 window.addEventListener('pagehide', () => {
-  if (sseClient.isConnected()) publish('devices', 'bye', { deviceName: me.name }, {}, { keepalive: true });
+  if (sseClient.isConnected() && sseClient.tabs <= 1) {
+    publish('devices', 'bye', { deviceName: me.name }, {}, { keepalive: true });
+  }
 });
 
 // ---- rendering -------------------------------------------------------------------------
@@ -438,10 +470,10 @@ function render() {
     const keep = select.value;
     select.textContent = '';
     for (const [id, d] of state.devices) {
-      if (id === me.id || id === t.ownerDeviceId) continue;
+      if (id === t.ownerDeviceId) continue; // this device first (when it does not run it), then the others
       const o = document.createElement('option');
       o.value = id;
-      o.textContent = `${d.name}${d.online ? '' : ' (offline)'}`;
+      o.textContent = id === me.id ? `This device (${me.name})` : `${d.name}${d.online ? '' : ' (offline)'}`;
       select.append(o);
     }
     if ([...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -498,7 +530,12 @@ function renderConnection() {
     disconnected: 'Not connected',
   }[s] || s;
   $('conn-text').textContent = text;
-  $('reconnect').hidden = s !== 'failed';
+  pill.dataset.role = sseClient.role || '';
+  pill.title = sseClient.role === 'follower' ? 'The stream is held by another tab of this browser, shared with this one'
+    : sseClient.role === 'leader' ? 'This tab holds the stream, shared with the other tabs of this browser' : '';
+  const blocked = !!detail.reason && /token/.test(detail.reason);
+  $('reconnect').hidden = s !== 'failed' || blocked;
+  $('start').disabled = blocked;
   renderNotice();
 }
 
@@ -508,10 +545,10 @@ function renderNotice() {
   const claims = token ? tokenClaims(token) : null;
   let msg = '';
   if (!token && !authNoneUser()) {
-    msg = 'No token: open the URL that scripts/run.sh printed (http://127.0.0.1:8080/#device=phone&token=…). ' +
-      'With the bridge in auth none mode, use #userId=<user>.';
+    msg = 'No token, so this page is offline: open the URL that scripts/run.sh printed ' +
+      '(http://127.0.0.1:8080/#device=phone&token=…). With the bridge in auth none mode, use #userId=<user>.';
   } else if (claims && typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()) {
-    msg = 'Your token has expired: get a fresh URL from the bridge\'s run script.';
+    msg = 'Your token has expired, so this page is offline: get a fresh URL from the bridge\'s run script.';
   } else if (state.connection.state === 'failed') {
     msg = 'Gave up reconnecting. Is the bridge running? Use Reconnect to try again.';
   }
@@ -577,7 +614,7 @@ function setResult(li, text, bad) {
 $('start-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const title = $('task').value.trim();
-  if (!title) return;
+  if (!title || cannotConnect()) return;
   startTimer(title, $('mode').value, Number($('minutes').value));
 });
 $('stop').addEventListener('click', stopTimer);

@@ -1,24 +1,14 @@
-// Unit tests of web/sse-client.js and web/device.js under node --test: routing,
-// own-device filtering, backoff, resume and tokens, against a fake EventSource
-// and mocked timers. No browser, no bridge.
+// Unit tests of the browser client (clients/js/src/client/sse-client.js and
+// device.js, which the bridge serves as /sse-client.js and /device.js) under
+// node --test: routing, own-device filtering, backoff, resume and tokens,
+// against a fake EventSource and mocked timers, one stream per tab (sharing
+// between tabs: clients/js/test/). No browser, no bridge.
 
 import { beforeEach, afterEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'web');
-
-// web/ is served to browsers as it is and has no package.json, so node would
-// take its files for CommonJS: load them as ES modules from their text.
-async function loadModule(name) {
-  const src = fs.readFileSync(path.join(WEB, name), 'utf8');
-  return import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
-}
-
-const { SSEClient, backoffDelay, buildUrl } = await loadModule('sse-client.js');
-const device = await loadModule('device.js');
+import { SSEClient, backoffDelay, buildUrl } from '../../clients/js/src/client/sse-client.js';
+import * as device from '../../clients/js/src/client/device.js';
 
 // ---- a fake EventSource ------------------------------------------------------------
 
@@ -54,6 +44,12 @@ class FakeEventSource {
     this.onerror && this.onerror({});
   }
 
+  // The browser reconnects by itself (a network error): readyState CONNECTING.
+  retrying() {
+    this.readyState = 0;
+    this.onerror && this.onerror({});
+  }
+
   close() {
     this.closed = true;
   }
@@ -77,7 +73,7 @@ function connect(options = {}, deviceId = 'dev-1') {
 
 beforeEach(() => {
   FakeEventSource.all = [];
-  client = new SSEClient();
+  client = new SSEClient({ locks: null, BroadcastChannel: null }); // one tab alone
   logger = quietLogger();
   mock.timers.enable({ apis: ['setTimeout'] });
 });
@@ -327,6 +323,72 @@ describe('connection and reconnection', () => {
     first.send({ channel: 'timer', type: 'stale', payload: {} }, '1');
     FakeEventSource.last.send({ channel: 'timer', type: 'fresh', payload: {} }, '2');
     assert.deepEqual(got, ['fresh']);
+  });
+
+  it('a stream that has delivered no event yet lets the EventSource reconnect by itself', async () => {
+    // Its position (the bridge's first id: line) is known only to the
+    // EventSource, which sends it as Last-Event-ID when it reconnects.
+    const states = [];
+    let tokens = 0;
+    connect({ getToken: () => `t${++tokens}`, onStateChange: (s) => states.push(s) });
+    await flush();
+    const es = FakeEventSource.last;
+    es.open();
+    es.retrying();
+    assert.equal(es.closed, false, 'the EventSource is kept');
+    assert.equal(client.isConnected(), false);
+    assert.deepEqual(logger.lines.slice(-2), ['[SSE] Connection lost', '[SSE] Reconnecting in 1000ms (attempt 1/10)']);
+    es.retrying(); // its own attempts fail meanwhile: counted by the backoff's clock, not each
+    mock.timers.tick(1000);
+    await flush();
+    assert.equal(logger.lines.at(-1), '[SSE] Reconnecting in 2000ms (attempt 2/10)');
+    assert.equal(FakeEventSource.all.length, 1, 'no EventSource of ours');
+    es.open(); // the browser's reconnection went through
+    assert.equal(client.isConnected(), true);
+    assert.deepEqual(states, ['connecting', 'connected', 'reconnecting', 'reconnecting', 'connected']);
+    mock.timers.tick(60000);
+    await flush();
+    assert.equal(client.state, 'connected');
+    assert.equal(tokens, 1);
+
+    // refused (an expired token: 401): the EventSource gives up, the client
+    // takes over with a fresh token, the attempt count going on
+    es.retrying();
+    es.readyState = 2;
+    es.fail();
+    assert.equal(es.closed, true);
+    assert.equal(logger.lines.at(-1), '[SSE] Reconnecting in 2000ms (attempt 2/10)');
+    mock.timers.tick(2000);
+    await flush();
+    assert.equal(FakeEventSource.all.length, 2);
+    assert.equal(FakeEventSource.last.params().get('token'), 't2');
+  });
+
+  it('gives up on a quiet stream after maxAttempts of backoff too', async () => {
+    connect({ maxAttempts: 2, retryMs: 100 });
+    await flush();
+    const es = FakeEventSource.last;
+    es.retrying();
+    mock.timers.tick(100);
+    es.retrying();
+    mock.timers.tick(200);
+    await flush();
+    assert.equal(client.state, 'failed');
+    assert.equal(es.closed, true);
+    assert.equal(logger.lines.at(-1), '[SSE] Giving up after 2 attempts');
+  });
+
+  it('a stream that has delivered an event reconnects by hand, resuming after it', async () => {
+    connect();
+    await flush();
+    const es = FakeEventSource.last;
+    es.open();
+    es.send({ channel: 'timer', type: 'a', payload: {} }, '7-1');
+    es.retrying();
+    assert.equal(es.closed, true);
+    mock.timers.tick(1000);
+    await flush();
+    assert.equal(FakeEventSource.last.params().get('lastEventId'), '7-1');
   });
 
   it('passes userId (auth none), lastEventId and withCredentials; rejects bad device ids', async () => {

@@ -13,30 +13,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import {
-  Bridge, Broker, makeWorkdir, randomSecret, scaled, sleep, tokenFor, waitUntil, BRIDGE_BIN,
+  ARTIFACTS, Bridge, Broker, launchChromium, makeWorkdir, randomSecret, scaled, sleep, tokenFor, waitUntil, BRIDGE_BIN,
 } from './lib/harness.js';
-
-const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.SB_ARTIFACT_DIR || path.join(os.tmpdir(), 'mqtt-sse-bridge-browser-artifacts');
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
-];
-
-if (!fs.existsSync(CHROMIUM)) {
-  throw new Error(`Chromium is missing at ${CHROMIUM}: apt-get install -y chromium (or set SB_CHROMIUM)`);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (err) {
-  throw new Error(`playwright-core is not installed: npm ci --prefix tests/browser (${err.message})`);
-}
 
 const USER_A = 'alice';
 const USER_B = 'bob';
@@ -129,7 +110,7 @@ describe('the demo in Chromium: devices of one user in sync through the bridge',
     await broker.start();
     bridge = new Bridge(broker, workdir, { secret, clientId: CLIENT_ID });
     await bridge.start();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     console.log(`# bridge ${BRIDGE_BIN} on ${bridge.base}, mosquitto on ${broker.port}, Chromium ${browser.version()}`);
     await Promise.all([
       openDevice('A1', 'a1', USER_A),
@@ -264,6 +245,28 @@ describe('the demo in Chromium: devices of one user in sync through the bridge',
       assert.equal(timerEvents(s, 'moved').length, 0, `${d.label} got the targeted timer:moved`);
       assert.equal(await countLog(d, '[data-type="moved"][data-dir="in"]'), 0);
     }
+  });
+
+  step('"Move to" on a device that does not run the timer pulls it there', async () => {
+    const { A1, A2, A3 } = devices;
+    // A3 did not get the targeted move to A2, so to A3 the timer still runs on
+    // A1; either way "This device" is among its choices.
+    const choices = await A3.page.$$eval('#move-target option', (os) => os.map((o) => [o.value, o.textContent]));
+    assert.ok(choices.some(([v, t]) => v === 'a3' && /^This device/.test(t)), JSON.stringify(choices));
+    await A3.page.selectOption('#move-target', 'a3');
+    await A3.page.click('#move');
+    assert.match(await A3.page.textContent('#where'), /Running on this device \(moved here from A1\)/);
+    for (const d of [A1, A2]) {
+      await waitTimer(d, () => window.demo.state.timer && window.demo.state.timer.ownerDeviceId === 'a3');
+      assert.match(await d.page.textContent('#where'), /Running on A3/);
+    }
+    const moved = timerEvents(await snapshot(A2), 'moved');
+    assert.equal(moved.at(-1).sourceDeviceId, 'a3');
+    assert.equal(moved.at(-1).payload.targetDeviceId, 'a3');
+    assert.equal(moved.at(-1).targetDeviceId, undefined, 'a pull goes to every device, the owner among them');
+    const a3 = await snapshot(A3);
+    assert.equal(timerEvents(a3, 'moved').length, 0, 'no echo to A3');
+    assert.equal(a3.timer.ownerDeviceId, 'a3');
   });
 
   step('stopping on A2 (timer:stopped {}) clears the timer on A1 and A3', async () => {
@@ -416,6 +419,42 @@ describe('the demo in Chromium: devices of one user in sync through the bridge',
     await page.close();
     assert.ok(fs.statSync(both).size > 20000, 'the screenshot has content');
     console.log(`# screenshot of two devices in sync: ${both}`);
+  });
+
+  step('without a token the page says so once, shows offline, disables Start and leaves the bridge alone', async () => {
+    // A narrow screen and a long device name: the "this device" badge stays on one line.
+    const context = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    const d = { label: 'N', id: 'n1', context, page, console: [], errors: [] };
+    devices.N = d;
+    page.on('console', (m) => d.console.push(m.text()));
+    page.on('pageerror', (e) => d.errors.push(String(e && e.stack || e)));
+    const streams = [];
+    page.on('request', (r) => { if (r.url().includes('/api/sse')) streams.push(r.url()); });
+    await page.goto(`${bridge.base}/#device=n1&name=${encodeURIComponent('Kitchen tablet by the window')}`);
+    await page.waitForFunction(() => window.demo && document.getElementById('conn').dataset.state === 'failed',
+      null, { timeout: scaled(5000) });
+    await sleep(scaled(2500)); // a retry loop would show by now
+    assert.deepEqual(streams, [], 'no request to the SSE endpoint');
+    assert.equal(await page.textContent('#conn-text'), 'Offline');
+    assert.equal(await page.isHidden('#notice'), false);
+    assert.match(await page.textContent('#notice'), /^No token, so this page is offline/);
+    assert.equal(await page.isDisabled('#start'), true, 'Start is disabled');
+    assert.equal(await page.isHidden('#reconnect'), true, 'no Reconnect that cannot work');
+    assert.equal(d.console.filter((l) => l.startsWith('[Focus] Not connecting')).length, 1, d.console.join(' | '));
+    assert.ok(!d.console.some((l) => l.startsWith('[SSE] Reconnecting')), d.console.join(' | '));
+    const badge = await page.$eval('#devices li .tag', (el) => {
+      const r = el.getBoundingClientRect();
+      return { text: el.textContent, height: r.height, fontSize: parseFloat(getComputedStyle(el).fontSize),
+        right: r.right, width: document.documentElement.clientWidth,
+        scroll: document.documentElement.scrollWidth };
+    });
+    assert.equal(badge.text, 'this device');
+    assert.ok(badge.right <= badge.width, `the badge is on the screen: ${JSON.stringify(badge)}`);
+    assert.ok(badge.scroll <= badge.width, `the page does not scroll sideways: ${JSON.stringify(badge)}`);
+    assert.ok(badge.height < badge.fontSize * 2.2, `the badge is one line high: ${JSON.stringify(badge)}`);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-no-token.png') });
   });
 
   step('no page threw an error', async () => {

@@ -19,6 +19,19 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..', '..');
 export const WEB_ROOT = path.join(REPO, 'web');
+// The browser client: the bridge serves these at its web root, next to web/.
+export const CLIENT_DIR = path.join(REPO, 'clients', 'js', 'src', 'client');
+export const CLIENT_FILES = ['sse-client.js', 'device.js'];
+
+/** A web root holding web/ and the browser client, as the bridge embeds them:
+ *  the tests run against the sources whatever the build embedded. */
+export function makeWebRoot(workdir) {
+  const root = path.join(workdir, 'web');
+  fs.mkdirSync(root, { recursive: true });
+  for (const name of fs.readdirSync(WEB_ROOT)) fs.copyFileSync(path.join(WEB_ROOT, name), path.join(root, name));
+  for (const name of CLIENT_FILES) fs.copyFileSync(path.join(CLIENT_DIR, name), path.join(root, name));
+  return root;
+}
 export const BRIDGE_BIN = process.env.SB_BRIDGE_BIN ||
   path.join(REPO, 'build', 'bridge', 'mqtt-sse-bridge');
 export const TIME_SCALE = Number(process.env.SB_TIME_SCALE || '1') || 1;
@@ -108,6 +121,15 @@ class Proc {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** Kills the process with signal (default SIGKILL: a crash) and waits for it. */
+  async kill(signal = 'SIGKILL') {
+    if (!this.child) return null;
+    const child = this.child;
+    this.child = null;
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return this.exit;
+  }
+
   async stop(timeout = 15000) {
     if (!this.child) return null;
     const child = this.child;
@@ -167,12 +189,14 @@ export class Broker extends Proc {
   }
 }
 
-/** The daemon with JWT auth (HS256), serving web/ from the source tree. The
+/** The daemon with JWT auth (HS256), serving web/ and the browser client from
+ *  the source tree (a web root made in workdir). The
  *  HTTP port is kept across restarts; so is the MQTT client id, which gives the
  *  daemon a persistent session: the broker keeps QoS 1 events while it is away. */
 export class Bridge extends Proc {
   constructor(broker, workdir, { secret, clientId, extra = [] } = {}) {
     super('mqtt-sse-bridge', path.join(workdir, 'bridge.log'));
+    this.webRoot = makeWebRoot(workdir);
     this.broker = broker;
     this.secret = secret;
     this.clientId = clientId;
@@ -192,7 +216,7 @@ export class Bridge extends Proc {
       '--mqtt_host', '127.0.0.1',
       '--mqtt_port', String(this.broker.port),
       '--jwt_secret', this.secret,
-      '--web_root', WEB_ROOT,
+      '--web_root', this.webRoot,
       '--log_level', 'debug',
     ];
     if (this.clientId) args.push('--mqtt_client_id', this.clientId);
@@ -237,4 +261,35 @@ export function randomSecret() {
 
 export function makeWorkdir(prefix = 'sb-browser-') {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// ---- Chromium ----------------------------------------------------------------------
+
+export const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
+export const ARTIFACTS = process.env.SB_ARTIFACT_DIR || path.join(os.tmpdir(), 'mqtt-sse-bridge-browser-artifacts');
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+/** Headless Debian Chromium under playwright-core; throws naming what is missing. */
+export async function launchChromium() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is missing at ${CHROMIUM}: apt-get install -y chromium (or set SB_CHROMIUM)`);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (err) {
+    throw new Error(`playwright-core is not installed: npm ci --prefix tests/browser (${err.message})`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/** The value of a gauge or counter without labels in the bridge's /metrics. */
+export async function metric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
 }

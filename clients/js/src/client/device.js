@@ -1,4 +1,6 @@
-// device.js: who this browser is, for mqtt-sse-bridge. An ES module, no build step.
+// device.js: who this browser is, for mqtt-sse-bridge. An ES module with no
+// imports and no build step: the bridge serves it as /device.js, and the npm
+// package ships it in `mqtt-sse-bridge/client`.
 //
 //   getDeviceId()    a random id kept in localStorage: every tab of this browser is
 //                    the same device (the bridge leaves a device's own events out
@@ -10,9 +12,12 @@ const ID_KEY = 'sse-device-id';
 const NAME_KEY = 'sse-device-name';
 const VALID_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-let memoryId = null; // when localStorage is unavailable (blocked, private mode)
+/** @type {string | null} when localStorage is unavailable (blocked, private mode) */
+let memoryId = null;
+/** @type {string | null} */
 let memoryName = null;
 
+/** @returns {Storage | null} */
 function storage() {
   try {
     const s = globalThis.localStorage;
@@ -26,6 +31,7 @@ function storage() {
   }
 }
 
+/** @param {number} bytes */
 function randomHex(bytes) {
   const c = globalThis.crypto;
   const buf = new Uint8Array(bytes);
@@ -34,7 +40,8 @@ function randomHex(bytes) {
   return Array.from(buf, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Whether id is a device id the bridge accepts. */
+/** Whether id is a device id the bridge accepts.
+ *  @param {unknown} id @returns {id is string} */
 export function isValidDeviceId(id) {
   return typeof id === 'string' && VALID_ID.test(id);
 }
@@ -44,7 +51,8 @@ export function newDeviceId() {
   return 'web-' + randomHex(12);
 }
 
-/** This browser's device id, made and kept in localStorage on first use. */
+/** This browser's device id, made and kept in localStorage on first use.
+ *  @returns {string} */
 export function getDeviceId() {
   const s = storage();
   if (s) {
@@ -59,7 +67,8 @@ export function getDeviceId() {
 }
 
 /** A readable name for this device: the one set with setDeviceName(), else
- *  browser and system from the user agent ("Firefox on Windows"). */
+ *  browser and system from the user agent ("Firefox on Windows").
+ *  @returns {string} */
 export function getDeviceName() {
   const s = storage();
   const stored = s ? s.getItem(NAME_KEY) : memoryName;
@@ -67,7 +76,8 @@ export function getDeviceName() {
   return describeUserAgent(globalThis.navigator ? globalThis.navigator.userAgent : '');
 }
 
-/** Keeps a name of the user's choice for this device ('' or null: back to the default). */
+/** Keeps a name of the user's choice for this device ('' or null: back to the default).
+ *  @param {string | null | undefined} name */
 export function setDeviceName(name) {
   const value = name ? String(name).trim().slice(0, 64) : '';
   const s = storage();
@@ -79,7 +89,8 @@ export function setDeviceName(name) {
   }
 }
 
-/** "Browser on System" from a user agent string. */
+/** "Browser on System" from a user agent string.
+ *  @param {string | null | undefined} ua @returns {string} */
 export function describeUserAgent(ua) {
   ua = ua || '';
   let browser = 'Browser';
