@@ -4,7 +4,8 @@
   cpack -G DEB in the build tree, lintian (no E:), dpkg -i, the files with
   their owners and modes, the installed daemon run as the user
   mqtt-sse-bridge with the installed configuration and secret against a
-  test mosquitto (free loopback ports) delivering one event over SSE, then
+  test mosquitto (free loopback ports) delivering one event over SSE, the
+  installed plugin loaded by another test mosquitto, then
   dpkg -r (configuration and secret kept), dpkg -i again (the same secret)
   and dpkg -P (all gone, the user too).
 
@@ -29,7 +30,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -381,6 +381,32 @@ def run_installed_daemon(secret, workdir):
         broker.stop()
 
 
+def run_installed_plugin(plugin, workdir):
+    log("== the installed plugin, in a test mosquitto")
+    http_port = harness.free_port()
+    broker = harness.Broker(workdir, extra_conf=[
+        "plugin " + plugin,
+        "plugin_opt_http_port %d" % http_port,
+        "plugin_opt_jwt_secret_file " + SECRET])
+    try:
+        broker.start()
+
+        def healthz():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=2)
+                c.request("GET", "/healthz")
+                return c.getresponse().status == 200
+            except OSError:
+                return False
+        harness.wait_until(healthz, 20, interval=0.1, what="the plugin's /healthz")
+        check(True, "mosquitto loads %s and it serves /healthz" % plugin)
+    except BaseException:
+        log("---- mosquitto's log ----\n" + broker.logs(20000))
+        raise
+    finally:
+        broker.stop()
+
+
 def remove_and_purge(deb, plugin):
     log("== dpkg -r")
     dpkg("--remove", PKG)
@@ -424,6 +450,7 @@ def main():
             return 1
     build_dir = os.environ.get("SB_BUILD_DIR") or os.path.join(harness.REPO, "build")
     workdir = tempfile.mkdtemp(prefix="sb-package-")
+    os.mkdir(os.path.join(workdir, "plugin"))
     policy_made = False
     ok = False
     try:
@@ -443,6 +470,7 @@ def main():
         secret = check_installed()
         plugin = [f for f in dpkg("-L", PKG).split() if f.endswith("/mosquitto_sse.so")][0]
         run_installed_daemon(secret, workdir)
+        run_installed_plugin(plugin, os.path.join(workdir, "plugin"))
         remove_and_purge(deb, plugin)
         ok = True
     except AssertionError as e:
