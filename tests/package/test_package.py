@@ -255,6 +255,9 @@ def check_installed():
     check(re.search(r"^ExecStart=%s -c %s$" % (re.escape(BIN), re.escape(CONF)), unit, re.M)
           is not None, "ExecStart=%s -c %s" % (BIN, CONF))
     check(os.path.islink(WANTS), "the unit is enabled (%s)" % WANTS)
+    if shutil.which("systemd-analyze"):
+        rc, out = run(["systemd-analyze", "verify", "--man=no", UNIT], check_rc=False)
+        check(rc == 0, "systemd-analyze verify finds nothing wrong with the unit %s" % out.strip())
 
     # the man page lists every option
     rc, out = run(["man", "-w", PKG], check_rc=False)
