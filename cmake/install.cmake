@@ -49,7 +49,16 @@ set(SB_DEB_MAINTAINER "mqtt-sse-bridge maintainers <maintainers@users.noreply.b-
     CACHE STRING "Maintainer of the Debian package (control file and changelog.Debian)")
 set(_sb_pkgdir ${CMAKE_BINARY_DIR}/packaging)
 configure_file(${PROJECT_SOURCE_DIR}/packaging/changelog.Debian.in ${_sb_pkgdir}/changelog.Debian @ONLY)
-configure_file(${PROJECT_SOURCE_DIR}/packaging/mqtt-sse-bridge.1.in ${_sb_pkgdir}/mqtt-sse-bridge.1 @ONLY)
+# The man page's option list is made from the option table (core/config.h)
+# by man_options, with the words of packaging/options.man.
+add_executable(sb_man_options ${PROJECT_SOURCE_DIR}/packaging/man_options.c)
+target_link_libraries(sb_man_options PRIVATE sbcore)
+configure_file(${PROJECT_SOURCE_DIR}/packaging/mqtt-sse-bridge.1.in ${_sb_pkgdir}/mqtt-sse-bridge.1.in @ONLY)
+add_custom_command(OUTPUT ${_sb_pkgdir}/mqtt-sse-bridge.1
+  COMMAND sb_man_options ${_sb_pkgdir}/mqtt-sse-bridge.1.in ${PROJECT_SOURCE_DIR}/packaging/options.man
+          ${_sb_pkgdir}/mqtt-sse-bridge.1
+  DEPENDS sb_man_options ${_sb_pkgdir}/mqtt-sse-bridge.1.in ${PROJECT_SOURCE_DIR}/packaging/options.man
+  COMMENT "Writing the man page's options from the option table")
 add_custom_command(OUTPUT ${_sb_pkgdir}/mqtt-sse-bridge.1.gz
   COMMAND ${SB_GZIP} -9nc ${_sb_pkgdir}/mqtt-sse-bridge.1 > ${_sb_pkgdir}/mqtt-sse-bridge.1.gz
   DEPENDS ${_sb_pkgdir}/mqtt-sse-bridge.1
