@@ -9,7 +9,11 @@ PKGS=(build-essential cmake pkg-config
       libcmocka-dev python3 curl procps)
 # rabbitmq-server: test_fault_scale runs the daemon against a private
 # RabbitMQ node (its MQTT plugin) that the test starts and stops itself.
-[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server)
+# lintian, dpkg-dev (dpkg-shlibdeps), file (CPack's ELF detection), man-db
+# (man -w) and adduser (the package's Depends): tests/package builds the .deb
+# with cpack, checks it and installs it.
+[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server
+                                  lintian dpkg-dev file man-db adduser)
 
 missing=()
 for p in "${PKGS[@]}"; do

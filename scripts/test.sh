@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then
-#   build/        plain build: every label (unit, integration)
-#   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer: every label
+#   build/        plain build: every label (unit, integration, package: the
+#                 .deb built, installed as root, run and purged)
+#   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer: every label but
+#                 package
 #   build-fuzz/   clang + libFuzzer: every parser fuzzed for a short while
 #                 (longer runs: tests/fuzz/README.md)
 #   build-tsan/   ThreadSanitizer: the suites that cross the intake/loop
@@ -36,6 +38,9 @@ run_suite build
 echo "== ASan + UBSan build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# the package test (label package: builds, installs and purges the .deb on
+# this machine) runs once, in the plain build
+ctest_args=(-LE package)
 run_suite build-asan -DSB_SANITIZE=ON
 echo "== libFuzzer targets (clang), ${SB_FUZZ_SECONDS:-20} s each"
 CC=clang cmake -S "$root" -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON >/dev/null
