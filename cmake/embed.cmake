@@ -1,6 +1,6 @@
 # Writes OUT, a C file holding the bytes of every file in FILES (a ;-list)
 # as the table that bridge/webfiles.h declares. Run with cmake -P.
-set(body "/* Generated from web/ by cmake/embed.cmake; do not edit. */\n#include \"webfiles.h\"\n\n")
+set(body "/* Generated from web/ and clients/js/src/client/ by cmake/embed.cmake; do not edit. */\n#include \"webfiles.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f IN LISTS FILES)

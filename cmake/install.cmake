@@ -40,6 +40,9 @@ install(TARGETS mosquitto_sse LIBRARY DESTINATION ${SB_INSTALL_PLUGINDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/web/ DESTINATION ${SB_INSTALL_WEBDIR}
         FILES_MATCHING PATTERN "*.html" PATTERN "*.js" PATTERN "*.css" PATTERN "*.svg"
                        PATTERN "*.ico")
+install(FILES ${PROJECT_SOURCE_DIR}/clients/js/src/client/sse-client.js
+              ${PROJECT_SOURCE_DIR}/clients/js/src/client/device.js
+        DESTINATION ${SB_INSTALL_WEBDIR})
 
 # The man page and Debian's changelog, compressed as Debian wants them
 # (gzip -9n: no name, no time stamp, so the package is reproducible).
