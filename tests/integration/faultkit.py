@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 
-from harness import FORM, SSEClient, rss_kib, scaled, wait_until
+from harness import FORM, SSEClient, http_request, rss_kib, scaled, wait_until
 
 
 # ---- memory ----------------------------------------------------------------------
@@ -465,7 +465,6 @@ def restart_same_port(bridge, timeout=30):
         bridge.stop()  # reaps the dead broker, closes its log
         bridge.start(timeout=timeout)
         return
-    from harness import http_request
     bridge.proc = bridge._spawn(bridge.command())
 
     def ready():

@@ -13,21 +13,12 @@ instance, more than one broker, and brokers other than mosquitto.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 
-from harness import (Broker, free_port, publish_lines, read_text, scaled, stop_process,
-                     wait_until)
-
-
-def listening(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from harness import (Broker, free_port, listening, publish_lines, read_text, scaled,
+                     stop_process, wait_until)
 
 
 class Endpoint:
