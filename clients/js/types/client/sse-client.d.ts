@@ -1,26 +1,9 @@
 // Declarations of mqtt-sse-bridge/client's sse-client.js (written by hand;
 // test/types/ checks them against the JavaScript and a consumer).
 
-/** One event as the bridge sends it: the SSEEvent a backend published, with
- *  `channel` and `timestamp` filled in. */
-export interface SSEEvent<T = unknown> {
-  /** The action: "started", "updated", "deleted"... */
-  type: string;
-  /** Event-specific data. */
-  payload: T;
-  /** The feature: "timer", "calendar"... (the topic's last level). */
-  channel: string;
-  /** ISO 8601 time, filled in by the bridge where the publisher gave none. */
-  timestamp: string;
-  /** The device that caused it: its own connections do not get it. */
-  sourceDeviceId?: string;
-  /** Delivered to this device's connections only. */
-  targetDeviceId?: string;
-  /** Passed through from publishers that set it (the in-app hub's broadcast argument). */
-  excludeDeviceId?: string;
-  /** The event's SSE id (the publisher's own, or the one the bridge assigned). */
-  id?: string | number;
-}
+import type { SSEEvent } from '../event.js';
+/** One event as the bridge sends it (shared with mqtt-sse-bridge/server). */
+export type { SSEEvent };
 
 /** The payload of the bridge's `system`/`resync` event. */
 export interface ResyncPayload {
