@@ -215,9 +215,21 @@ export class Hub {
   }
 
   /**
-   * Publishes json on topic at QoS 1, not retained; resolves on the broker's PUBACK.
+   * Publishes json on topic at QoS 1, not retained; resolves on the broker's
+   * PUBACK. close() waits for the calls made before it.
    * @param {string} what @param {string} topic @param {string} json
+   * @returns {Promise<void>}
    */
+  #send(what, topic, json) {
+    if (this.#closing) return Promise.reject(this.#closed(what));
+    const p = this.#publish(what, topic, json);
+    this.#inflight.add(p);
+    const forget = () => { this.#inflight.delete(p); };
+    p.then(forget, forget);
+    return p;
+  }
+
+  /** @param {string} what @param {string} topic @param {string} json */
   async #publish(what, topic, json) {
     await this.#connected(what);
     const client = this.#client;
@@ -243,19 +255,18 @@ export class Hub {
         // withdraw it, or mqtt.js would send it again on the next connection
         const outgoing = client.outgoing || {};
         const id = Object.keys(outgoing).find((k) => outgoing[Number(k)].cb === done);
-        if (id !== undefined) client.removeOutgoingMessage(Number(id));
+        if (id !== undefined && !client.disconnected) {
+          try {
+            client.removeOutgoingMessage(Number(id));
+          } catch { /* the client is ending: nothing will send it again */ }
+        }
         reject(new HubError('timeout', `${what}: the broker did not acknowledge the event on ${topic} within ` +
           `${publishTimeout} ms (publishTimeout${client.connected ? '' : '; the connection was lost'}): ` +
           'it may or may not have been delivered; check the broker, or raise publishTimeout'));
       }, publishTimeout);
       client.publish(topic, json, { qos: 1, retain: false }, done);
     });
-    this.#inflight.add(p);
-    try {
-      await p;
-    } finally {
-      this.#inflight.delete(p);
-    }
+    return p;
   }
 
   /**
@@ -279,7 +290,7 @@ export class Hub {
       if (excludeDeviceId === wire.sourceDeviceId) delete wire.excludeDeviceId;
       else wire.excludeDeviceId = excludeDeviceId;
     });
-    return this.#publish(what, topic, json);
+    return this.#send(what, topic, json);
   }
 
   /**
@@ -299,7 +310,7 @@ export class Hub {
       wire.targetDeviceId = deviceId;
       delete wire.excludeDeviceId;
     });
-    return this.#publish(what, topic, json);
+    return this.#send(what, topic, json);
   }
 
   #context(/** @type {string} */ what) {
