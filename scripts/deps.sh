@@ -9,7 +9,7 @@ PKGS=(build-essential cmake pkg-config
       libcmocka-dev python3 curl procps)
 # rabbitmq-server: test_fault_scale runs the daemon against a private
 # RabbitMQ node (its MQTT plugin) that the test starts and stops itself.
-[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server)
+[ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server python3-paho-mqtt python3-venv python3-pip python3-mypy)
 
 missing=()
 for p in "${PKGS[@]}"; do
