@@ -11,62 +11,80 @@
 #include "err.h"
 #include "log.h"
 
-enum opt_type { OPT_STR, OPT_INT, OPT_LONG, OPT_AUTH, OPT_SUBSCRIBE, OPT_LOGLEVEL };
-enum opt_check { CHK_NONE, CHK_BIND, CHK_PATH, CHK_PREFIX, CHK_PREFIX_OR_EMPTY, CHK_TOKEN, CHK_NONEMPTY };
-
-struct opt {
-  const char *name;
-  enum opt_type type;
-  size_t offset;
-  long min, max;
-  enum opt_check check;
-  int daemon_only;
-  const char *def; /* default, as it would be written in a config file */
-};
-
 #define F(field) offsetof(struct sb_config, field)
+#define STR SB_OPTION_STR
+#define INT SB_OPTION_INT
+#define LONG SB_OPTION_LONG
+#define BOTH SB_FORMS_BOTH
+#define DAEMON SB_FORMS_DAEMON
+#define RESTART SB_RELOAD_RESTART
+#define APPLY SB_RELOAD_APPLY
+#define HUB SB_RELOAD_HUB
 
-static const struct opt opts[] = {
-  {"http_bind", OPT_STR, F(http_bind), 0, 0, CHK_BIND, 0, "127.0.0.1"},
-  {"http_port", OPT_INT, F(http_port), 0, 65535, CHK_NONE, 0, "8080"},
-  {"sse_path", OPT_STR, F(sse_path), 0, 0, CHK_PATH, 0, "/api/sse"},
-  {"web_root", OPT_STR, F(web_root), 0, 0, CHK_NONE, 0, ""},
-  {"cors_origins", OPT_STR, F(cors_origins), 0, 0, CHK_NONE, 0, ""},
-  {"topic_prefix", OPT_STR, F(topic_prefix), 0, 0, CHK_PREFIX, 0, "sync"},
-  {"heartbeat_interval", OPT_INT, F(heartbeat_interval), 1, 3600, CHK_NONE, 0, "25"},
-  {"retry_ms", OPT_INT, F(retry_ms), 0, 3600000, CHK_NONE, 0, "1000"},
-  {"max_connections", OPT_INT, F(max_connections), 1, 1000000, CHK_NONE, 0, "10000"},
-  {"max_connections_per_user", OPT_INT, F(max_connections_per_user), 1, 1000000, CHK_NONE, 0, "64"},
-  {"max_event_bytes", OPT_LONG, F(max_event_bytes), 64, 16L * 1024 * 1024, CHK_NONE, 0, "65536"},
-  {"max_queue_bytes", OPT_LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, CHK_NONE, 0, "1048576"},
-  {"replay_buffer", OPT_INT, F(replay_buffer), 0, 1000000, CHK_NONE, 0, "256"},
-  {"presence_prefix", OPT_STR, F(presence_prefix), 0, 0, CHK_PREFIX_OR_EMPTY, 0, ""},
-  {"replay_dir", OPT_STR, F(replay_dir), 0, 0, CHK_NONE, 0, ""},
-  {"log_level", OPT_LOGLEVEL, F(log_level), 0, 0, CHK_NONE, 0, "info"},
-  {"auth", OPT_AUTH, F(auth), 0, 0, CHK_NONE, 0, "jwt"},
-  {"jwt_secret", OPT_STR, F(jwt_secret), 0, 0, CHK_NONE, 0, ""},
-  {"jwt_secret_file", OPT_STR, F(jwt_secret_file), 0, 0, CHK_NONE, 0, ""},
-  {"jwt_public_key_file", OPT_STR, F(jwt_public_key_file), 0, 0, CHK_NONE, 0, ""},
-  {"jwt_audience", OPT_STR, F(jwt_audience), 0, 0, CHK_NONE, 0, ""},
-  {"jwt_issuer", OPT_STR, F(jwt_issuer), 0, 0, CHK_NONE, 0, ""},
-  {"jwt_user_claim", OPT_STR, F(jwt_user_claim), 0, 0, CHK_NONEMPTY, 0, "sub"},
-  {"jwt_cookie", OPT_STR, F(jwt_cookie), 0, 0, CHK_TOKEN, 0, "sse_token"},
-  {"jwt_leeway", OPT_INT, F(jwt_leeway), 0, 3600, CHK_NONE, 0, "0"},
-  {"mqtt_host", OPT_STR, F(mqtt_host), 0, 0, CHK_NONEMPTY, 1, "localhost"},
-  {"mqtt_port", OPT_INT, F(mqtt_port), 1, 65535, CHK_NONE, 1, "1883"},
-  {"mqtt_username", OPT_STR, F(mqtt_username), 0, 0, CHK_NONE, 1, ""},
-  {"mqtt_password", OPT_STR, F(mqtt_password), 0, 0, CHK_NONE, 1, ""},
-  {"mqtt_client_id", OPT_STR, F(mqtt_client_id), 0, 0, CHK_NONE, 1, ""},
-  {"mqtt_qos", OPT_INT, F(mqtt_qos), 0, 2, CHK_NONE, 1, "1"},
-  {"mqtt_cafile", OPT_STR, F(mqtt_cafile), 0, 0, CHK_NONE, 1, ""},
-  {"mqtt_certfile", OPT_STR, F(mqtt_certfile), 0, 0, CHK_NONE, 1, ""},
-  {"mqtt_keyfile", OPT_STR, F(mqtt_keyfile), 0, 0, CHK_NONE, 1, ""},
-  {"log_file", OPT_STR, F(log_file), 0, 0, CHK_NONE, 1, ""},
-  {"subscribe_mode", OPT_SUBSCRIBE, F(subscribe_mode), 0, 0, CHK_NONE, 1, "wildcard"},
+/* Every option, the only list of them: reload, the docs check and the fuzzer
+ * read it through sb_config_options(). */
+static const struct sb_option opts[] = {
+  /* name, kind, field, min, max, check, forms, reload, default */
+  {"http_bind", STR, F(http_bind), 0, 0, SB_CHECK_BIND, BOTH, RESTART, "127.0.0.1"},
+  {"http_port", INT, F(http_port), 0, 65535, SB_CHECK_NONE, BOTH, RESTART, "8080"},
+  {"sse_path", STR, F(sse_path), 0, 0, SB_CHECK_PATH, BOTH, RESTART, "/api/sse"},
+  {"web_root", STR, F(web_root), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
+  {"cors_origins", STR, F(cors_origins), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"topic_prefix", STR, F(topic_prefix), 0, 0, SB_CHECK_PREFIX, BOTH, RESTART, "sync"},
+  {"heartbeat_interval", INT, F(heartbeat_interval), 1, 3600, SB_CHECK_NONE, BOTH, HUB, "25"},
+  {"retry_ms", INT, F(retry_ms), 0, 3600000, SB_CHECK_NONE, BOTH, HUB, "1000"},
+  {"max_connections", INT, F(max_connections), 1, 1000000, SB_CHECK_NONE, BOTH, HUB, "10000"},
+  {"max_connections_per_user", INT, F(max_connections_per_user), 1, 1000000, SB_CHECK_NONE, BOTH,
+   HUB, "64"},
+  {"max_event_bytes", LONG, F(max_event_bytes), 64, 16L * 1024 * 1024, SB_CHECK_NONE, BOTH,
+   RESTART, "65536"},
+  {"max_queue_bytes", LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, SB_CHECK_NONE, BOTH,
+   HUB, "1048576"},
+  {"replay_buffer", INT, F(replay_buffer), 0, 1000000, SB_CHECK_NONE, BOTH, RESTART, "256"},
+  {"presence_prefix", STR, F(presence_prefix), 0, 0, SB_CHECK_PREFIX_OR_EMPTY, BOTH, RESTART, ""},
+  {"replay_dir", STR, F(replay_dir), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
+  {"log_level", SB_OPTION_LOGLEVEL, F(log_level), 0, 0, SB_CHECK_NONE, BOTH, APPLY, "info"},
+  {"auth", SB_OPTION_AUTH, F(auth), 0, 0, SB_CHECK_NONE, BOTH, APPLY, "jwt"},
+  {"jwt_secret", STR, F(jwt_secret), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"jwt_secret_file", STR, F(jwt_secret_file), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"jwt_public_key_file", STR, F(jwt_public_key_file), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"jwt_audience", STR, F(jwt_audience), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"jwt_issuer", STR, F(jwt_issuer), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"jwt_user_claim", STR, F(jwt_user_claim), 0, 0, SB_CHECK_NONEMPTY, BOTH, APPLY, "sub"},
+  {"jwt_cookie", STR, F(jwt_cookie), 0, 0, SB_CHECK_TOKEN, BOTH, APPLY, "sse_token"},
+  {"jwt_leeway", INT, F(jwt_leeway), 0, 3600, SB_CHECK_NONE, BOTH, APPLY, "0"},
+  {"mqtt_host", STR, F(mqtt_host), 0, 0, SB_CHECK_NONEMPTY, DAEMON, RESTART, "localhost"},
+  {"mqtt_port", INT, F(mqtt_port), 1, 65535, SB_CHECK_NONE, DAEMON, RESTART, "1883"},
+  {"mqtt_username", STR, F(mqtt_username), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"mqtt_password", STR, F(mqtt_password), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"mqtt_client_id", STR, F(mqtt_client_id), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"mqtt_qos", INT, F(mqtt_qos), 0, 2, SB_CHECK_NONE, DAEMON, RESTART, "1"},
+  {"mqtt_cafile", STR, F(mqtt_cafile), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"mqtt_certfile", STR, F(mqtt_certfile), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"mqtt_keyfile", STR, F(mqtt_keyfile), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"log_file", STR, F(log_file), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
+  {"subscribe_mode", SB_OPTION_SUBSCRIBE, F(subscribe_mode), 0, 0, SB_CHECK_NONE, DAEMON, RESTART,
+   "wildcard"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static const struct opt *find_opt(const char *name)
+#undef F
+#undef STR
+#undef INT
+#undef LONG
+#undef BOTH
+#undef DAEMON
+#undef RESTART
+#undef APPLY
+#undef HUB
+
+const struct sb_option *sb_config_options(size_t *n)
+{
+  *n = NOPTS;
+  return opts;
+}
+
+const struct sb_option *sb_config_option(const char *name)
 {
   for (size_t i = 0; i < NOPTS; i++)
     if (strcmp(opts[i].name, name) == 0)
@@ -74,15 +92,66 @@ static const struct opt *find_opt(const char *name)
   return NULL;
 }
 
-static char **str_field(struct sb_config *cfg, const struct opt *o)
+static char **str_field(struct sb_config *cfg, const struct sb_option *o)
 {
   return (char **)((char *)cfg + o->offset);
 }
 
+static int in_form(const struct sb_option *o, enum sb_form form)
+{
+  return (o->forms & (1u << form)) != 0;
+}
+
 int sb_config_is_option(enum sb_form form, const char *name)
 {
-  const struct opt *o = find_opt(name);
-  return o && (form == SB_FORM_DAEMON || !o->daemon_only);
+  const struct sb_option *o = sb_config_option(name);
+  return o && in_form(o, form);
+}
+
+/* Returns 1 if option o holds the same value in a and b. */
+static int same_value(const struct sb_config *a, const struct sb_config *b,
+                      const struct sb_option *o)
+{
+  const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+
+  switch (o->kind) {
+  case SB_OPTION_STR:
+    return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
+  case SB_OPTION_LONG:
+    return *(const long *)pa == *(const long *)pb;
+  case SB_OPTION_INT:
+  case SB_OPTION_AUTH:
+  case SB_OPTION_SUBSCRIBE:
+  case SB_OPTION_LOGLEVEL:
+    return *(const int *)pa == *(const int *)pb;
+  }
+  return 0;
+}
+
+size_t sb_config_diff(const struct sb_config *a, const struct sb_config *b, sb_config_diff_fn fn,
+                      void *ctx)
+{
+  size_t n = 0;
+
+  for (size_t i = 0; i < NOPTS; i++)
+    if (!same_value(a, b, &opts[i])) {
+      n++;
+      if (fn)
+        fn(ctx, &opts[i]);
+    }
+  return n;
+}
+
+void sb_config_swap(struct sb_config *a, struct sb_config *b, const struct sb_option *o)
+{
+  char *pa = (char *)a + o->offset, *pb = (char *)b + o->offset;
+  unsigned char t[sizeof(long) > sizeof(char *) ? sizeof(long) : sizeof(char *)];
+  size_t size = o->kind == SB_OPTION_STR ? sizeof(char *)
+                : o->kind == SB_OPTION_LONG ? sizeof(long) : sizeof(int);
+
+  memcpy(t, pa, size);
+  memcpy(pa, pb, size);
+  memcpy(pb, t, size);
 }
 
 static int valid_prefix(const char *s)
@@ -107,67 +176,66 @@ static int valid_token(const char *s)
   return 1;
 }
 
-static int check_value(const struct opt *o, const char *v, struct sb_err *err)
+static int check_value(const struct sb_option *o, const char *v, struct sb_err *err)
 {
   unsigned char addr[16];
 
   switch (o->check) {
-  case CHK_BIND:
+  case SB_CHECK_BIND:
     if (inet_pton(AF_INET, v, addr) == 1 || inet_pton(AF_INET6, v, addr) == 1)
       return 0;
     sb_err_set(err, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
     return SB_EINVAL;
-  case CHK_PATH:
+  case SB_CHECK_PATH:
     if (v[0] == '/' && !strpbrk(v, "?# \t") && strlen(v) < 200)
       return 0;
     sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
     return SB_EINVAL;
-  case CHK_PREFIX_OR_EMPTY:
+  case SB_CHECK_PREFIX_OR_EMPTY:
     if (!*v)
       return 0;
     /* fall through */
-  case CHK_PREFIX:
+  case SB_CHECK_PREFIX:
     if (valid_prefix(v))
       return 0;
     sb_err_set(err,
              "%s: '%.64s' must be a topic without wildcards, empty levels or a leading or trailing '/'",
              o->name, v);
     return SB_EINVAL;
-  case CHK_TOKEN:
+  case SB_CHECK_TOKEN:
     if (valid_token(v))
       return 0;
     sb_err_set(err, "%s: '%.64s' is not a valid cookie name", o->name, v);
     return SB_EINVAL;
-  case CHK_NONEMPTY:
+  case SB_CHECK_NONEMPTY:
     if (*v)
       return 0;
     sb_err_set(err, "%s: must not be empty", o->name);
     return SB_EINVAL;
-  case CHK_NONE:
+  case SB_CHECK_NONE:
     return 0;
   }
   return 0;
 }
 
-static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, struct sb_err *err)
+static int set_opt(struct sb_config *cfg, const struct sb_option *o, const char *v, struct sb_err *err)
 {
-  char *end;
+  void *field = (char *)cfg + o->offset;
+  char *end, *copy;
   long n;
   int lvl;
 
-  switch (o->type) {
-  case OPT_STR: {
-    char *copy;
+  switch (o->kind) {
+  case SB_OPTION_STR:
     if (check_value(o, v, err))
       return SB_EINVAL;
     if (!(copy = strdup(v)))
       return SB_ENOMEM;
-    free(*str_field(cfg, o));
-    *str_field(cfg, o) = copy;
+    free(*(char **)field);
+    *(char **)field = copy;
     return 0;
-  }
-  case OPT_INT:
-  case OPT_LONG:
+  case SB_OPTION_INT:
+  case SB_OPTION_LONG:
     errno = 0;
     n = strtol(v, &end, 10);
     if (!*v || *end || errno || n < o->min || n > o->max) {
@@ -175,39 +243,38 @@ static int set_opt(struct sb_config *cfg, const struct opt *o, const char *v, st
                v, o->min, o->max);
       return SB_EINVAL;
     }
-    if (o->type == OPT_INT)
-      *(int *)((char *)cfg + o->offset) = (int)n;
+    if (o->kind == SB_OPTION_INT)
+      *(int *)field = (int)n;
     else
-      *(long *)((char *)cfg + o->offset) = n;
+      *(long *)field = n;
     return 0;
-  case OPT_AUTH:
+  case SB_OPTION_AUTH:
     if (strcmp(v, "jwt") == 0)
-      cfg->auth = SB_AUTH_JWT;
+      *(int *)field = SB_AUTH_JWT;
     else if (strcmp(v, "none") == 0)
-      cfg->auth = SB_AUTH_NONE;
+      *(int *)field = SB_AUTH_NONE;
     else {
       sb_err_set(err, "%s: '%.64s' must be 'jwt' or 'none'", o->name, v);
       return SB_EINVAL;
     }
     return 0;
-  case OPT_SUBSCRIBE:
-    if (strcmp(v, "wildcard") == 0) {
-      cfg->subscribe_mode = SB_SUBSCRIBE_WILDCARD;
-      return 0;
+  case SB_OPTION_SUBSCRIBE:
+    if (strcmp(v, "wildcard") == 0)
+      *(int *)field = SB_SUBSCRIBE_WILDCARD;
+    else if (strcmp(v, "per_user") == 0)
+      *(int *)field = SB_SUBSCRIBE_PER_USER;
+    else {
+      sb_err_set(err, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
+      return SB_EINVAL;
     }
-    if (strcmp(v, "per_user") == 0) {
-      cfg->subscribe_mode = SB_SUBSCRIBE_PER_USER;
-      return 0;
-    }
-    sb_err_set(err, "%s: '%.64s' must be 'wildcard' or 'per_user'", o->name, v);
-    return SB_EINVAL;
-  case OPT_LOGLEVEL:
+    return 0;
+  case SB_OPTION_LOGLEVEL:
     if ((lvl = sb_log_level_parse(v)) < 0) {
       sb_err_set(err,
                "%s: '%.64s' must be one of debug, info, notice, warning, error", o->name, v);
       return SB_EINVAL;
     }
-    cfg->log_level = lvl;
+    *(int *)field = lvl;
     return 0;
   }
   return SB_EINVAL;
@@ -231,7 +298,7 @@ void sb_config_free(struct sb_config *cfg)
   if (!cfg)
     return;
   for (size_t i = 0; i < NOPTS; i++)
-    if (opts[i].type == OPT_STR) {
+    if (opts[i].kind == SB_OPTION_STR) {
       free(*str_field(cfg, &opts[i]));
       *str_field(cfg, &opts[i]) = NULL;
     }
@@ -241,10 +308,10 @@ int sb_config_copy(struct sb_config *dst, const struct sb_config *src)
 {
   *dst = *src;
   for (size_t i = 0; i < NOPTS; i++)
-    if (opts[i].type == OPT_STR)
+    if (opts[i].kind == SB_OPTION_STR)
       *str_field(dst, &opts[i]) = NULL;
   for (size_t i = 0; i < NOPTS; i++) {
-    if (opts[i].type != OPT_STR)
+    if (opts[i].kind != SB_OPTION_STR)
       continue;
     const char *s = *str_field((struct sb_config *)src, &opts[i]);
     if (s && !(*str_field(dst, &opts[i]) = strdup(s))) {
@@ -258,13 +325,13 @@ int sb_config_copy(struct sb_config *dst, const struct sb_config *src)
 int sb_config_set(struct sb_config *cfg, enum sb_form form, const char *key, const char *value,
                   struct sb_err *err)
 {
-  const struct opt *o = find_opt(key);
+  const struct sb_option *o = sb_config_option(key);
 
   if (!o) {
     sb_err_set(err, "%.64s: unknown option", key);
     return SB_EINVAL;
   }
-  if (o->daemon_only && form == SB_FORM_PLUGIN) {
+  if (!in_form(o, form)) {
     sb_err_set(err,
              "%s: is an option of the daemon only; the plugin uses the broker it runs in", key);
     return SB_EINVAL;
@@ -315,7 +382,7 @@ int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *pa
 {
   FILE *f = fopen(path, "r");
   char line[4096];
-  struct sb_err inner;
+  struct sb_err inner = {""};
   int lineno = 0, rc = 0;
 
   if (!f) {
@@ -325,7 +392,7 @@ int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *pa
   while (fgets(line, sizeof(line), f)) {
     lineno++;
     if ((rc = sb_config_line(cfg, form, line, &inner)) != 0) {
-      sb_err_set(err, "%.80s:%d: %.140s", path, lineno, inner.msg);
+      sb_err_set(err, "%.80s:%d: %.140s", path, lineno, *inner.msg ? inner.msg : sb_strerror(rc));
       break;
     }
   }
@@ -360,9 +427,8 @@ static int read_secret_file(struct sb_config *cfg, struct sb_err *err)
   return 0;
 }
 
-int sb_config_finish(struct sb_config *cfg, enum sb_form form, struct sb_err *err)
+int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
 {
-  (void)form;
   if (*cfg->jwt_secret && *cfg->jwt_secret_file) {
     sb_err_set(err, "jwt_secret_file: give either jwt_secret or jwt_secret_file");
     return SB_EINVAL;

@@ -35,6 +35,23 @@ void sb_event_format_time(struct timespec t, char out[32])
   snprintf(out + n, 32 - n, ".%03dZ", (int)((t.tv_nsec / 1000000) % 1000));
 }
 
+struct sb_frame *sb_event_resync(const char *last_id, const char *reason, struct timespec now)
+{
+  char ts[32], *json;
+  json_t *ev;
+  struct sb_frame *f = NULL;
+
+  sb_event_format_time(now, ts);
+  ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "channel", "system", "type", "resync",
+                 "payload", "lastEventId", last_id, "reason", reason, "timestamp", ts);
+  if (ev && (json = json_dumps(ev, JSON_COMPACT))) {
+    f = sb_frame_event(NULL, NULL, NULL, json, strlen(json));
+    free(json);
+  }
+  json_decref(ev);
+  return f;
+}
+
 /* Reads n digits at *p as a number from min to max; returns 0 if not. */
 static int number(const char **p, int n, int min, int max)
 {

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <time.h>
 
+struct sb_frame;
+
 /* Longest id, sourceDeviceId, targetDeviceId or excludeDeviceId accepted,
  * in bytes. */
 #define SB_EVENT_ID_MAX 128
@@ -77,6 +79,13 @@ const char *sb_drop_label(enum sb_drop reason);
 /* Writes an ISO 8601 UTC time with milliseconds ("2026-11-25T10:52:32.123Z",
  * 25 bytes with the NUL) into out. Pure. */
 void sb_event_format_time(struct timespec t, char out[32]);
+
+/* Returns a new frame (one reference, the caller's) of the system/resync
+ * event that tells a connection its replay is incomplete:
+ * {"channel":"system","type":"resync","payload":{"lastEventId":last_id,
+ * "reason":reason},"timestamp":now}; NULL when out of memory or last_id is
+ * not UTF-8. Pure: the caller passes the time. Any thread. */
+struct sb_frame *sb_event_resync(const char *last_id, const char *reason, struct timespec now);
 
 /* Returns 1 if s looks like an ISO 8601 date or date-time. Pure. */
 int sb_event_valid_timestamp(const char *s);

@@ -4,12 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <jansson.h>
 
 #include "err.h"
-#include "event.h"
+#include "list.h"
 
 struct queue {
   struct sb_frame **items; /* ring of frame references, cap a power of two */
@@ -21,10 +18,9 @@ struct queue {
 struct device;
 
 struct sb_conn {
-  struct sb_hub *hub;
   struct device *dev;
-  struct sb_conn *prev, *next;       /* the device's connections */
-  struct sb_conn *hb_prev, *hb_next; /* heartbeat order */
+  struct sb_list dev_link; /* on dev->conns */
+  struct sb_list hb_link;  /* on hub->heartbeats */
   long long next_hb;
   struct queue q;
   sb_conn_wake_fn wake;
@@ -37,22 +33,21 @@ struct user;
 
 struct device {
   struct user *user;
-  struct device *prev, *next;
-  struct sb_conn *conns;
+  struct sb_list user_link; /* on user->devices */
+  struct sb_list conns;     /* its connections (sb_conn.dev_link), newest first */
   unsigned nconns;
   char id[];
 };
 
 struct user {
-  struct user *hnext; /* hash chain */
-  struct device *devices;
+  struct user *hnext;     /* hash chain */
+  struct sb_list devices; /* its connected devices (device.user_link), newest first */
   unsigned ndevices, nconns;
   struct sb_frame **ring; /* replay buffer: replay_buffer slots, oldest at ring_head */
   unsigned ring_head, ring_count;
-  struct user *idle_prev, *idle_next;
-  struct user *lg_prev, *lg_next; /* interest linger, soonest end first */
+  struct sb_list idle_link;   /* on hub->idle while kept without connections */
+  struct sb_list linger_link; /* on hub->lingering during its interest linger */
   long long linger_until;
-  unsigned char idle, lingering;
   uint32_t hash;
   char id[];
 };
@@ -63,10 +58,10 @@ struct sb_hub {
   struct sb_metrics *m;
   struct user **buckets;
   size_t nbuckets, nusers, nconnected_users, nconns, nidle;
-  struct sb_conn *hb_head, *hb_tail;
-  struct user *idle_head, *idle_tail; /* least recently used first */
-  struct user *lg_head, *lg_tail;     /* lingering users, soonest end first */
-  long long now;                      /* the latest time a call brought */
+  struct sb_list heartbeats; /* every connection (sb_conn.hb_link), next due first */
+  struct sb_list idle;       /* idle users (user.idle_link), least recently used first */
+  struct sb_list lingering;  /* lingering users (user.linger_link), soonest end first */
+  long long now;             /* the latest time a call brought */
   struct sb_frame *heartbeat, *retry;
 };
 
@@ -116,6 +111,9 @@ static struct user *user_add(struct sb_hub *hub, const char *id)
     return NULL;
   memcpy(u->id, id, len + 1);
   u->hash = hash_str(id);
+  sb_list_init(&u->devices);
+  sb_list_init(&u->idle_link);
+  sb_list_init(&u->linger_link);
   if (hub->nusers >= hub->nbuckets)
     user_grow(hub);
   u->hnext = hub->buckets[u->hash & (hub->nbuckets - 1)];
@@ -124,64 +122,53 @@ static struct user *user_add(struct sb_hub *hub, const char *id)
   return u;
 }
 
+static struct device *device_find(const struct user *u, const char *id)
+{
+  struct sb_list *l;
+
+  sb_list_foreach(l, &u->devices) {
+    struct device *d = sb_list_entry(l, struct device, user_link);
+    if (strcmp(d->id, id) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+static int is_idle(const struct user *u)
+{
+  return sb_list_linked(&u->idle_link);
+}
+
+static int is_lingering(const struct user *u)
+{
+  return sb_list_linked(&u->linger_link);
+}
+
 static void idle_unlink(struct sb_hub *hub, struct user *u)
 {
-  if (!u->idle)
+  if (!is_idle(u))
     return;
-  if (u->idle_prev)
-    u->idle_prev->idle_next = u->idle_next;
-  else
-    hub->idle_head = u->idle_next;
-  if (u->idle_next)
-    u->idle_next->idle_prev = u->idle_prev;
-  else
-    hub->idle_tail = u->idle_prev;
-  u->idle_prev = u->idle_next = NULL;
-  u->idle = 0;
+  sb_list_remove(&u->idle_link);
   hub->nidle--;
 }
 
-static void linger_unlink(struct sb_hub *hub, struct user *u)
+/* The most recently used goes last. */
+static void idle_push(struct sb_hub *hub, struct user *u)
 {
-  if (!u->lingering)
-    return;
-  if (u->lg_prev)
-    u->lg_prev->lg_next = u->lg_next;
-  else
-    hub->lg_head = u->lg_next;
-  if (u->lg_next)
-    u->lg_next->lg_prev = u->lg_prev;
-  else
-    hub->lg_tail = u->lg_prev;
-  u->lg_prev = u->lg_next = NULL;
-  u->lingering = 0;
+  sb_list_push_back(&hub->idle, &u->idle_link);
+  hub->nidle++;
+}
+
+static void linger_unlink(struct user *u)
+{
+  sb_list_remove(&u->linger_link);
 }
 
 /* The linger is the same length for everyone: appending keeps the order. */
 static void linger_push(struct sb_hub *hub, struct user *u, long long now_ms)
 {
   u->linger_until = now_ms + hub->o.interest_linger_ms;
-  u->lg_prev = hub->lg_tail;
-  u->lg_next = NULL;
-  if (hub->lg_tail)
-    hub->lg_tail->lg_next = u;
-  else
-    hub->lg_head = u;
-  hub->lg_tail = u;
-  u->lingering = 1;
-}
-
-static void idle_push(struct sb_hub *hub, struct user *u)
-{
-  u->idle_prev = hub->idle_tail;
-  u->idle_next = NULL;
-  if (hub->idle_tail)
-    hub->idle_tail->idle_next = u;
-  else
-    hub->idle_head = u;
-  hub->idle_tail = u;
-  u->idle = 1;
-  hub->nidle++;
+  sb_list_push_back(&hub->lingering, &u->linger_link);
 }
 
 static void user_free(struct sb_hub *hub, struct user *u)
@@ -191,7 +178,7 @@ static void user_free(struct sb_hub *hub, struct user *u)
     pp = &(*pp)->hnext;
   *pp = u->hnext;
   idle_unlink(hub, u);
-  linger_unlink(hub, u);
+  linger_unlink(u);
   for (unsigned i = 0; i < u->ring_count; i++)
     sb_frame_unref(u->ring[(u->ring_head + i) % (unsigned)hub->o.replay_buffer]);
   free(u->ring);
@@ -203,16 +190,18 @@ static void user_free(struct sb_hub *hub, struct user *u)
  * room; frees it otherwise. */
 static void user_settle(struct sb_hub *hub, struct user *u)
 {
-  if (u->nconns > 0 || u->lingering)
+  struct sb_list *oldest;
+
+  if (u->nconns > 0 || is_lingering(u))
     return;
   if (u->ring_count == 0) {
     user_free(hub, u);
     return;
   }
-  if (!u->idle)
+  if (!is_idle(u))
     idle_push(hub, u);
-  while (hub->nidle > hub->o.max_idle_users && hub->idle_head)
-    user_free(hub, hub->idle_head);
+  while (hub->nidle > hub->o.max_idle_users && (oldest = sb_list_first(&hub->idle)))
+    user_free(hub, sb_list_entry(oldest, struct user, idle_link));
 }
 
 static void ring_push(struct sb_hub *hub, struct user *u, struct sb_frame *f)
@@ -329,6 +318,9 @@ struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *l
   hub->log = log;
   hub->m = metrics;
   hub->nbuckets = 64;
+  sb_list_init(&hub->heartbeats);
+  sb_list_init(&hub->idle);
+  sb_list_init(&hub->lingering);
   snprintf(retry, sizeof(retry), "retry: %d\n\n", opts->retry_ms);
   if (!(hub->buckets = calloc(hub->nbuckets, sizeof(*hub->buckets))) ||
       !(hub->heartbeat = sb_frame_raw(SB_SSE_HEARTBEAT, strlen(SB_SSE_HEARTBEAT))) ||
@@ -343,6 +335,7 @@ int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts)
 {
   char text[48];
   struct sb_frame *retry;
+  struct sb_list *l;
 
   snprintf(text, sizeof(text), "retry: %d\n\n", opts->retry_ms);
   if (!(retry = sb_frame_raw(text, strlen(text))))
@@ -355,8 +348,8 @@ int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts)
     /* the schedule is a queue in due order: restart it whole, every
      * connection's next heartbeat one new interval from now */
     hub->o.heartbeat_ms = opts->heartbeat_ms;
-    for (struct sb_conn *c = hub->hb_head; c; c = c->hb_next)
-      c->next_hb = hub->now + opts->heartbeat_ms;
+    sb_list_foreach(l, &hub->heartbeats)
+      sb_list_entry(l, struct sb_conn, hb_link)->next_hb = hub->now + opts->heartbeat_ms;
   }
   hub->o.retry_ms = opts->retry_ms;
   hub->o.max_queue_bytes = opts->max_queue_bytes;
@@ -365,20 +358,20 @@ int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts)
 
 void sb_hub_free(struct sb_hub *hub)
 {
+  struct sb_list *dl, *dtmp, *cl, *ctmp;
+
   if (!hub)
     return;
   for (size_t i = 0; hub->buckets && i < hub->nbuckets; i++) {
     while (hub->buckets[i]) {
       struct user *u = hub->buckets[i];
-      while (u->devices) {
-        struct device *d = u->devices;
-        while (d->conns) {
-          struct sb_conn *c = d->conns;
-          d->conns = c->next;
+      sb_list_foreach_safe(dl, dtmp, &u->devices) {
+        struct device *d = sb_list_entry(dl, struct device, user_link);
+        sb_list_foreach_safe(cl, ctmp, &d->conns) {
+          struct sb_conn *c = sb_list_entry(cl, struct sb_conn, dev_link);
           queue_clear(&c->q);
           free(c);
         }
-        u->devices = d->next;
         free(d);
       }
       user_free(hub, u);
@@ -388,25 +381,6 @@ void sb_hub_free(struct sb_hub *hub)
   sb_frame_unref(hub->heartbeat);
   sb_frame_unref(hub->retry);
   free(hub);
-}
-
-static struct sb_frame *resync_frame(const char *last_id, const char *reason)
-{
-  struct timespec now;
-  char ts[32], *json;
-  json_t *ev;
-  struct sb_frame *f = NULL;
-
-  clock_gettime(CLOCK_REALTIME, &now);
-  sb_event_format_time(now, ts);
-  ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "channel", "system", "type", "resync",
-                 "payload", "lastEventId", last_id, "reason", reason, "timestamp", ts);
-  if (ev && (json = json_dumps(ev, JSON_COMPACT))) {
-    f = sb_frame_event(NULL, NULL, NULL, json, strlen(json));
-    free(json);
-  }
-  json_decref(ev);
-  return f;
 }
 
 /* Queues the user's events after last_id that c wants. What does not fit in
@@ -430,7 +404,9 @@ static void replay(struct sb_hub *hub, struct sb_conn *c, const char *last_id)
     }
   }
   /* a resync may have to come first: keep room for it in any case */
-  rs = resync_frame(last_id, found ? "replay_truncated" : "unknown_last_event_id");
+  rs = hub->o.resync ? hub->o.resync(hub->o.cb_ctx, last_id,
+                                     found ? "replay_truncated" : "unknown_last_event_id")
+                     : NULL;
   if (rs)
     budget = budget > rs->len ? budget - rs->len : 0;
   first = u->ring_count;
@@ -478,55 +454,40 @@ int sb_hub_register(struct sb_hub *hub, const char *user, const char *device,
   }
   if (u->nconns >= (unsigned)hub->o.max_connections_per_user)
     return SB_EUSERLIMIT;
-  for (d = u->devices; d && strcmp(d->id, device) != 0; d = d->next)
-    ;
-  if (!d) {
+  if (!(d = device_find(u, device))) {
     size_t len = strlen(device);
     if (!(d = calloc(1, sizeof(*d) + len + 1)))
       goto nomem;
     memcpy(d->id, device, len + 1);
     d->user = u;
-    d->next = u->devices;
-    if (u->devices)
-      u->devices->prev = d;
-    u->devices = d;
+    sb_list_init(&d->conns);
+    sb_list_push_front(&u->devices, &d->user_link);
     u->ndevices++;
   }
   if (!(c = calloc(1, sizeof(*c)))) {
     if (d->nconns == 0) {
-      if (d->next)
-        d->next->prev = NULL;
-      u->devices = d->next;
+      sb_list_remove(&d->user_link);
       u->ndevices--;
       free(d);
     }
     goto nomem;
   }
-  c->hub = hub;
   c->dev = d;
   c->wake = wake;
   c->wake_ctx = wake_ctx;
-  c->next = d->conns;
-  if (d->conns)
-    d->conns->prev = c;
-  d->conns = c;
+  sb_list_push_front(&d->conns, &c->dev_link);
   d->nconns++;
   if (u->nconns++ == 0) {
     hub->nconnected_users++;
     idle_unlink(hub, u);
-    if (u->lingering)
-      linger_unlink(hub, u);
+    if (is_lingering(u))
+      linger_unlink(u);
     else if (hub->o.on_interest)
       hub->o.on_interest(hub->o.cb_ctx, u->id, 1);
   }
   hub->nconns++;
   c->next_hb = now_ms + hub->o.heartbeat_ms;
-  c->hb_prev = hub->hb_tail;
-  if (hub->hb_tail)
-    hub->hb_tail->hb_next = c;
-  else
-    hub->hb_head = c;
-  hub->hb_tail = c;
+  sb_list_push_back(&hub->heartbeats, &c->hb_link);
 
   enqueue(hub, c, hub->retry, 0);
   if (last_event_id && *last_event_id)
@@ -557,31 +518,14 @@ void sb_hub_unregister(struct sb_hub *hub, struct sb_conn *c)
   u = d->user;
   SB_LOG(hub->log, SB_LOG_INFO, "[SSE] Connection unregistered: user=%s device=%s",
          sb_log_short(u->id, us), sb_log_short(d->id, ds));
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    d->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  if (c->hb_prev)
-    c->hb_prev->hb_next = c->hb_next;
-  else
-    hub->hb_head = c->hb_next;
-  if (c->hb_next)
-    c->hb_next->hb_prev = c->hb_prev;
-  else
-    hub->hb_tail = c->hb_prev;
+  sb_list_remove(&c->dev_link);
+  sb_list_remove(&c->hb_link);
   queue_clear(&c->q);
   free(c);
   hub->nconns--;
   atomic_fetch_add(&hub->m->connections_closed, 1);
   if (--d->nconns == 0) {
-    if (d->prev)
-      d->prev->next = d->next;
-    else
-      u->devices = d->next;
-    if (d->next)
-      d->next->prev = d->prev;
+    sb_list_remove(&d->user_link);
     u->ndevices--;
     free(d);
   }
@@ -605,7 +549,7 @@ void sb_hub_linger(struct sb_hub *hub, const char *user, long long now_ms)
   struct user *u = user_find(hub, user);
 
   hub->now = now_ms;
-  if (!hub->o.on_interest || (u && (u->nconns > 0 || u->lingering)))
+  if (!hub->o.on_interest || (u && (u->nconns > 0 || is_lingering(u))))
     return;
   if (!u && !(u = user_add(hub, user)))
     return;
@@ -618,7 +562,7 @@ void sb_hub_foreach_interest(const struct sb_hub *hub,
 {
   for (size_t i = 0; i < hub->nbuckets; i++)
     for (const struct user *u = hub->buckets[i]; u; u = u->hnext)
-      if (u->nconns > 0 || u->lingering)
+      if (u->nconns > 0 || is_lingering(u))
         fn(ctx, u->id, u->nconns > 0);
 }
 
@@ -635,30 +579,35 @@ int sb_hub_has_event(const struct sb_hub *hub, const char *user, const char *id)
   return 0;
 }
 
-json_t *sb_hub_presence(const struct sb_hub *hub, const char *user)
+size_t sb_hub_foreach_device(const struct sb_hub *hub, const char *user,
+                             void (*fn)(void *ctx, const char *device, size_t connections),
+                             void *ctx)
 {
   const struct user *u = user_find(hub, user);
-  json_t *devices = json_object(), *o;
+  struct sb_list *l;
 
-  for (const struct device *d = u ? u->devices : NULL; devices && d; d = d->next)
-    json_object_set_new(devices, d->id, json_integer(d->nconns));
-  o = json_pack("{s:s, s:b, s:i, s:o}", "userId", user, "online", u && u->nconns > 0,
-                "connections", u ? (json_int_t)u->nconns : 0, "devices", devices);
-  return o;
+  if (!u)
+    return 0;
+  sb_list_foreach(l, &u->devices) {
+    const struct device *d = sb_list_entry(l, struct device, user_link);
+    fn(ctx, d->id, d->nconns);
+  }
+  return u->nconns;
 }
 
 static size_t deliver(struct sb_hub *hub, struct user *u, struct sb_frame *f, const char *only,
                       const char *except)
 {
+  struct sb_list *dl, *cl, *ctmp;
   size_t n = 0;
 
-  for (struct device *d = u->devices; d; d = d->next) {
+  sb_list_foreach(dl, &u->devices) {
+    struct device *d = sb_list_entry(dl, struct device, user_link);
     if ((only && strcmp(d->id, only) != 0) || (except && strcmp(d->id, except) == 0))
       continue;
-    for (struct sb_conn *c = d->conns, *next; c; c = next) {
-      next = c->next;
-      n += (size_t)enqueue(hub, c, f, 1);
-    }
+    /* an enqueue may cut c, which stays on the list until unregistered */
+    sb_list_foreach_safe(cl, ctmp, &d->conns)
+      n += (size_t)enqueue(hub, sb_list_entry(cl, struct sb_conn, dev_link), f, 1);
   }
   atomic_fetch_add(&hub->m->deliveries, n);
   return n;
@@ -707,6 +656,20 @@ int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn)
   return 0;
 }
 
+/* Returns the user whose interest linger ends first, or NULL. */
+static struct user *first_lingering(const struct sb_hub *hub)
+{
+  struct sb_list *l = sb_list_first(&hub->lingering);
+  return l ? sb_list_entry(l, struct user, linger_link) : NULL;
+}
+
+/* Returns the connection whose heartbeat is due first, or NULL. */
+static struct sb_conn *first_heartbeat(const struct sb_hub *hub)
+{
+  struct sb_list *l = sb_list_first(&hub->heartbeats);
+  return l ? sb_list_entry(l, struct sb_conn, hb_link) : NULL;
+}
+
 long long sb_hub_tick(struct sb_hub *hub, long long now_ms)
 {
   struct sb_conn *c;
@@ -714,26 +677,21 @@ long long sb_hub_tick(struct sb_hub *hub, long long now_ms)
   long long next;
 
   hub->now = now_ms;
-  while ((u = hub->lg_head) && u->linger_until <= now_ms) {
-    linger_unlink(hub, u);
+  while ((u = first_lingering(hub)) && u->linger_until <= now_ms) {
+    linger_unlink(u);
     hub->o.on_interest(hub->o.cb_ctx, u->id, 0);
     user_settle(hub, u);
   }
-  while ((c = hub->hb_head) && c->next_hb <= now_ms) {
+  /* every interval is the same: the one due goes last, keeping the order */
+  while ((c = first_heartbeat(hub)) && c->next_hb <= now_ms) {
     c->next_hb = now_ms + hub->o.heartbeat_ms;
-    if (c != hub->hb_tail) {
-      hub->hb_head = c->hb_next;
-      hub->hb_head->hb_prev = NULL;
-      c->hb_prev = hub->hb_tail;
-      c->hb_next = NULL;
-      hub->hb_tail->hb_next = c;
-      hub->hb_tail = c;
-    }
+    sb_list_remove(&c->hb_link);
+    sb_list_push_back(&hub->heartbeats, &c->hb_link);
     sb_hub_heartbeat(hub, c);
   }
-  next = hub->hb_head ? hub->hb_head->next_hb - now_ms : -1;
-  if (hub->lg_head && (next < 0 || hub->lg_head->linger_until - now_ms < next))
-    next = hub->lg_head->linger_until - now_ms;
+  next = (c = first_heartbeat(hub)) ? c->next_hb - now_ms : -1;
+  if ((u = first_lingering(hub)) && (next < 0 || u->linger_until - now_ms < next))
+    next = u->linger_until - now_ms;
   return next;
 }
 
@@ -757,8 +715,10 @@ void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn)
 
 void sb_hub_close_all(struct sb_hub *hub)
 {
-  for (struct sb_conn *c = hub->hb_head; c; c = c->hb_next)
-    sb_hub_close(hub, c);
+  struct sb_list *l;
+
+  sb_list_foreach(l, &hub->heartbeats)
+    sb_hub_close(hub, sb_list_entry(l, struct sb_conn, hb_link));
 }
 
 size_t sb_hub_connection_count(const struct sb_hub *hub, const char *user)

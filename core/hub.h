@@ -7,9 +7,11 @@
  * over shared frames: an event is framed once and every recipient's queue
  * holds a reference to the same bytes.
  *
- * Pure logic: no sockets, no threads, no clock. Time comes in as milliseconds
- * of a monotonic clock. A hub and all its connections belong to one thread
- * (the server's loop thread); nothing here locks. */
+ * Pure logic: no sockets, no threads, no clock, no JSON of its own. Time
+ * comes in as milliseconds of a monotonic clock; the one event the hub makes
+ * up (system/resync) comes from the caller's resync function, which stamps it.
+ * A hub and all its connections belong to one thread (the server's loop
+ * thread); nothing here locks. */
 #ifndef SB_HUB_H
 #define SB_HUB_H
 
@@ -22,7 +24,6 @@
 
 struct sb_hub;
 struct sb_conn;
-struct json_t;
 
 /* Called when a connection that was waiting (sb_conn_wait) has something new
  * to read or must close, and always when it is cut (SB_CONN_CUT), waiting or
@@ -39,13 +40,21 @@ struct sb_hub_opts {
   size_t max_queue_bytes; /* per connection */
   size_t max_idle_users;  /* users without connections whose replay is kept */
   /* Called after a user's connections changed (registered or unregistered).
-   * It may read the hub (sb_hub_presence) but must not change it. NULL: none. */
+   * It may read the hub (sb_hub_foreach_device) but must not change it.
+   * NULL: none. */
   void (*on_presence)(void *ctx, const char *user);
   /* Called with on 1 when a user gets a first connection (and was not
    * lingering), with on 0 once it has had none for interest_linger_ms. The
    * server subscribes and unsubscribes the user's topics with it. NULL: none. */
   void (*on_interest)(void *ctx, const char *user, int on);
-  void *cb_ctx;
+  /* Returns a new frame (the hub takes the reference) of the system/resync
+   * event for a connection whose replay is incomplete: last_id is the id it
+   * came back with, reason "unknown_last_event_id" or "replay_truncated".
+   * The caller stamps it (the server: sb_event_resync() at the wall clock).
+   * Runs inside sb_hub_register; must not call back into the hub. NULL, or a
+   * NULL return: the replay goes without it. */
+  struct sb_frame *(*resync)(void *ctx, const char *last_id, const char *reason);
+  void *cb_ctx; /* the first argument of on_presence, on_interest and resync */
   long long interest_linger_ms;
 };
 
@@ -91,16 +100,19 @@ void sb_hub_unregister(struct sb_hub *hub, struct sb_conn *conn);
 size_t sb_hub_publish(struct sb_hub *hub, const char *user, struct sb_frame *frame);
 
 /* Queues frame to every connection of user except those of except_device
- * (NULL excludes none). Borrows frame. Returns the number of connections. */
+ * (NULL excludes none). Borrows frame. Returns the number of connections.
+ * Used by the tests only: the server delivers through sb_hub_publish(). */
 size_t sb_hub_broadcast(struct sb_hub *hub, const char *user, struct sb_frame *frame,
                         const char *except_device);
 
 /* Queues frame to every connection of user's device. Borrows frame. Returns
- * the number of connections (0: the device is not connected). */
+ * the number of connections (0: the device is not connected). Used by the
+ * tests only: the server delivers through sb_hub_publish(). */
 size_t sb_hub_send_to_device(struct sb_hub *hub, const char *user, const char *device,
                              struct sb_frame *frame);
 
-/* Queues a heartbeat comment to conn. Returns 0, or SB_ESTATE if closing. */
+/* Queues a heartbeat comment to conn. Returns 0, or SB_ESTATE if closing.
+ * Used by the tests only: the server's heartbeats come from sb_hub_tick(). */
 int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn);
 
 /* Sends the heartbeats that are due at now_ms and ends the interest linger
@@ -109,11 +121,13 @@ int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn);
 long long sb_hub_tick(struct sb_hub *hub, long long now_ms);
 
 /* Asks conn to end its stream once what is queued has been read (state
- * SB_CONN_CLOSING), waking it. */
+ * SB_CONN_CLOSING), waking it. hub is unused. Used by the tests only: the
+ * server closes every stream at once (sb_hub_close_all). */
 void sb_hub_close(struct sb_hub *hub, struct sb_conn *conn);
 
 /* Marks conn as gone (its client hung up): state SB_CONN_CUT, queue freed,
- * woken so that its carrier closes it. */
+ * woken so that its carrier closes it; a no-op when already cut. hub is
+ * unused. */
 void sb_hub_gone(struct sb_hub *hub, struct sb_conn *conn);
 
 /* sb_hub_close() on every connection (for a clean stop). */
@@ -132,10 +146,12 @@ int sb_hub_has_event(const struct sb_hub *hub, const char *user, const char *id)
  * on_interest(user, 0) follows after interest_linger_ms. No-op otherwise. */
 void sb_hub_linger(struct sb_hub *hub, const char *user, long long now_ms);
 
-/* Returns what this hub holds of user, as a new JSON object:
- * {"userId":..., "online":bool, "connections":n, "devices":{"<id>":n,...}};
- * NULL when out of memory. */
-struct json_t *sb_hub_presence(const struct sb_hub *hub, const char *user);
+/* Calls fn with the id (borrowed for the call) and number of connections of
+ * each connected device of user, newest device first; fn must not change the
+ * hub. Returns the user's number of connections (0: fn was not called). */
+size_t sb_hub_foreach_device(const struct sb_hub *hub, const char *user,
+                             void (*fn)(void *ctx, const char *device, size_t connections),
+                             void *ctx);
 
 /* Returns the number of connections of user (0 if unknown). */
 size_t sb_hub_connection_count(const struct sb_hub *hub, const char *user);
@@ -173,7 +189,8 @@ int sb_conn_state(const struct sb_conn *conn);
 /* Returns the number of bytes queued to conn. */
 size_t sb_conn_queued(const struct sb_conn *conn);
 
-/* Returns conn's user or device id; borrowed, valid until unregistered. */
+/* Returns conn's user or device id; borrowed, valid until unregistered.
+ * Used by the tests only. */
 const char *sb_conn_user(const struct sb_conn *conn);
 const char *sb_conn_device(const struct sb_conn *conn);
 

@@ -1,7 +1,8 @@
 /* mqtt-sse-bridge: relays sync events from an MQTT broker to browsers over
- * Server-Sent Events. This file is the table of contents: parse the
+ * Server-Sent Events. main() is the table of contents: parse the
  * configuration, start the server (hub and HTTP), start MQTT, wait for a
- * signal, stop in reverse order. */
+ * signal (SIGHUP reloads), stop. Stopping takes the server down before MQTT,
+ * so that the streams' presence is cleared while the broker can hear it. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -110,7 +111,7 @@ static int parse_args(int argc, char **argv, struct sb_config *cfg, struct sb_er
       return -1;
     i++;
   }
-  return sb_config_finish(cfg, SB_FORM_DAEMON, err) ? -1 : 0;
+  return sb_config_finish(cfg, err) ? -1 : 0;
 }
 
 /* Each SSE stream is a socket: take the whole file-descriptor allowance. */
@@ -125,96 +126,133 @@ static void raise_fd_limit(const struct sb_log *log)
     SB_LOG(log, SB_LOG_WARNING, "[SSE] cannot raise the open-file limit");
 }
 
+/* What the daemon runs, in the order main() starts it. */
+struct daemon {
+  int argc; /* the command line, read again by a reload */
+  char **argv;
+  sigset_t signals; /* taken by sigwait() on the main thread only */
+  struct sink sink;
+  struct sb_log log;
+  struct sb_config cfg; /* as started; a reload changes the server's copy */
+  struct sb_server *server;
+  struct sb_mqtt *mqtt;
+};
+
+/* Blocks the signals that wait_for_stop() takes, before any thread starts
+ * (every thread inherits the mask), and ignores SIGPIPE. */
+static void take_signals(struct daemon *d)
+{
+  sigemptyset(&d->signals);
+  sigaddset(&d->signals, SIGINT);
+  sigaddset(&d->signals, SIGTERM);
+  sigaddset(&d->signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Reads the configuration and opens the log. Returns 0 to go on, 1 for a
+ * clean exit (help, version), or -1 with err set. */
+static int configure(struct daemon *d, struct sb_err *err)
+{
+  int rc = parse_args(d->argc, d->argv, &d->cfg, err);
+
+  if (rc == 0 && sink_open(&d->sink, d->cfg.log_file, err) != 0)
+    rc = -1;
+  if (rc == 0)
+    d->log.level = d->cfg.log_level;
+  return rc;
+}
+
+/* Starts the server (after raising the open-file limit), then the MQTT
+ * client that feeds it. Returns 0 or -1 with err set; what started is left
+ * for stop(). */
+static int start(struct daemon *d, struct sb_err *err)
+{
+  struct sb_mqtt_ops ops;
+
+  raise_fd_limit(&d->log);
+  if (!(d->server = sb_server_new(&d->cfg, &d->log, err)) ||
+      !(d->mqtt = sb_mqtt_new(&d->cfg, d->server, &d->log, err)))
+    return -1;
+  sb_mqtt_ops(d->mqtt, &ops);
+  sb_server_set_mqtt(d->server, &ops);
+  if (sb_server_start(d->server, err) || sb_mqtt_start(d->mqtt, err))
+    return -1;
+  return 0;
+}
+
 /* SIGHUP: reopens the log file and reloads the configuration (the same -c
- * file and flags); a bad one is logged and the old one kept. */
-static void reload(int argc, char **argv, struct sb_server *bridge, struct sink *sink,
-                   struct sb_log *log, const struct sb_config *running)
+ * file and flags); a bad one is logged and the old one kept. The server
+ * names the options that only a restart applies (log_file among them). */
+static void reload(struct daemon *d)
 {
   struct sb_config cfg;
   struct sb_err err = {""};
 
-  if (*running->log_file && sink_open(sink, running->log_file, &err))
-    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err.msg);
+  if (*d->cfg.log_file && sink_open(&d->sink, d->cfg.log_file, &err))
+    SB_LOG(&d->log, SB_LOG_ERROR, "[SSE] SIGHUP: %s", err.msg);
   if (sb_config_init(&cfg))
     return;
-  if (parse_args(argc, argv, &cfg, &err) != 0 || sb_server_reload(bridge, &cfg, &err) != 0) {
-    SB_LOG(log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err.msg);
-  } else {
-    log->level = cfg.log_level;
-    if (strcmp(cfg.log_file, running->log_file) != 0)
-      SB_LOG(log, SB_LOG_WARNING, "[SSE] Reload: log_file changed; it takes effect on restart");
-  }
+  if (parse_args(d->argc, d->argv, &cfg, &err) != 0 || sb_server_reload(d->server, &cfg, &err) != 0)
+    SB_LOG(&d->log, SB_LOG_ERROR, "[SSE] SIGHUP: configuration not reloaded: %s", err.msg);
+  else
+    d->log.level = cfg.log_level;
   sb_config_free(&cfg);
+}
+
+/* Waits for SIGINT or SIGTERM, reloading on each SIGHUP meanwhile. Returns
+ * the signal that ends the run. */
+static int wait_for_stop(struct daemon *d)
+{
+  int sig = SIGTERM;
+
+  while (sigwait(&d->signals, &sig) == 0 && sig == SIGHUP) {
+    SB_LOG(&d->log, SB_LOG_NOTICE, "[SSE] SIGHUP: reopening the log, reloading the configuration");
+    reload(d);
+  }
+  return sig;
+}
+
+/* Stops and frees what start() started, the server first: the streams end
+ * and their presence is cleared while MQTT is still there to say so. */
+static void stop(struct daemon *d)
+{
+  sb_server_stop(d->server);
+  sb_mqtt_stop(d->mqtt);
+  sb_mqtt_free(d->mqtt);
+  sb_server_free(d->server);
+  sb_config_free(&d->cfg);
+  if (d->sink.file)
+    fclose(d->sink.file);
 }
 
 int main(int argc, char **argv)
 {
-  struct sb_config cfg;
-  struct sink sink = {PTHREAD_MUTEX_INITIALIZER, NULL};
-  struct sb_log log = {log_line, &sink, SB_LOG_INFO};
-  struct sb_server *bridge = NULL;
-  struct sb_mqtt *mqtt = NULL;
-  struct sb_mqtt_ops ops;
+  struct daemon d = {.argc = argc, .argv = argv, .sink = {PTHREAD_MUTEX_INITIALIZER, NULL}};
   struct sb_err err = {""};
-  sigset_t set;
-  int rc, sig = SIGTERM;
+  int rc;
 
-  /* Signals are taken by sigwait() on this thread only; every thread
-   * started below inherits the mask. */
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  if (sb_config_init(&cfg)) {
+  d.log = (struct sb_log){log_line, &d.sink, SB_LOG_INFO};
+  take_signals(&d);
+  if (sb_config_init(&d.cfg)) {
     fprintf(stderr, "mqtt-sse-bridge: out of memory\n");
     return 1;
   }
-  if ((rc = parse_args(argc, argv, &cfg, &err)) != 0 || sink_open(&sink, cfg.log_file, &err) != 0) {
-    if (rc >= 0 && *err.msg)
-      rc = -1;
+  if ((rc = configure(&d, &err)) != 0) {
     if (rc < 0)
       fprintf(stderr, "mqtt-sse-bridge: %s\n", err.msg);
-    sb_config_free(&cfg);
+    stop(&d);
     return rc < 0 ? 2 : 0;
   }
-  log.level = cfg.log_level;
-  raise_fd_limit(&log);
-
-  if (!(bridge = sb_server_new(&cfg, &log, &err)) ||
-      !(mqtt = sb_mqtt_new(&cfg, bridge, &log, &err)) ||
-      (sb_mqtt_ops(mqtt, &ops), sb_server_set_mqtt(bridge, &ops), sb_server_start(bridge, &err)) ||
-      sb_mqtt_start(mqtt, &err)) {
+  if (start(&d, &err) != 0) {
     fprintf(stderr, "mqtt-sse-bridge: %s\n", err.msg);
-    if (sink.file)
-      SB_LOG(&log, SB_LOG_ERROR, "[SSE] %s", err.msg);
-    sb_server_stop(bridge);
-    sb_mqtt_free(mqtt);
-    sb_server_free(bridge);
-    sb_config_free(&cfg);
+    if (d.sink.file)
+      SB_LOG(&d.log, SB_LOG_ERROR, "[SSE] %s", err.msg);
+    stop(&d);
     return 2;
   }
-
-  for (;;) {
-    if (sigwait(&set, &sig) != 0)
-      break;
-    if (sig != SIGHUP)
-      break;
-    SB_LOG(&log, SB_LOG_NOTICE, "[SSE] SIGHUP: reopening the log, reloading the configuration");
-    reload(argc, argv, bridge, &sink, &log, &cfg);
-  }
-  SB_LOG(&log, SB_LOG_NOTICE, "[SSE] %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-
-  /* The server first: the streams end and their presence is cleared while
-   * MQTT is still there to say so. */
-  sb_server_stop(bridge);
-  sb_mqtt_stop(mqtt);
-  sb_mqtt_free(mqtt);
-  sb_server_free(bridge);
-  sb_config_free(&cfg);
-  if (sink.file)
-    fclose(sink.file);
+  SB_LOG(&d.log, SB_LOG_NOTICE, "[SSE] %s: stopping",
+         wait_for_stop(&d) == SIGINT ? "SIGINT" : "SIGTERM");
+  stop(&d);
   return 0;
 }

@@ -28,7 +28,10 @@ struct sb_mqtt {
   int subscriptions; /* filters acknowledged (client thread only) */
   int presence_mid;  /* the look at our retained presence records (not counted) */
   int presence_unsub_mid;
-  atomic_int unacked; /* QoS 1 publishes the broker has not acknowledged yet */
+  /* publishes at QoS 1 or 2 the broker has not acknowledged yet; libmosquitto
+   * also calls on_publish for a QoS 0 publish once written, which counts
+   * down as well (with mqtt_qos 0, stop may wait less than it should) */
+  atomic_int unacked;
   char client_id[160];
 };
 
@@ -165,8 +168,9 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 }
 
 /* Sets up the client under id: a persistent session (clean_session false),
- * so that the broker keeps QoS 1 events while the bridge is away; the
- * callbacks, credentials, TLS and, with presence, the will. */
+ * so that the broker queues the events of the subscription while the bridge
+ * is away (at mqtt_qos 1 or 2; at 0 they are not kept); the callbacks,
+ * credentials, TLS and, with presence, the will (retained, QoS 1). */
 static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
 {
   const struct sb_config *cfg = m->cfg;
@@ -194,7 +198,7 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
   mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
   mosquitto_message_callback_set(m->mosq, on_message);
   mosquitto_log_callback_set(m->mosq, on_log);
-  mosquitto_reconnect_delay_set(m->mosq, 1, 30, true);
+  mosquitto_reconnect_delay_set(m->mosq, BACKOFF_MIN_S, BACKOFF_MAX_S, true);
   if (*cfg->mqtt_username &&
       (rc = mosquitto_username_pw_set(m->mosq, cfg->mqtt_username,
                                       *cfg->mqtt_password ? cfg->mqtt_password : NULL))) {
@@ -287,6 +291,9 @@ static void *run(void *arg)
   return NULL;
 }
 
+/* The server's publisher (its loop thread): an event of POST /api/publish
+ * at mqtt_qos, a retained presence record at QoS 1. Returns 0, SB_ESTATE
+ * while the broker is away, or SB_EIO. */
 static int publish(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags)
 {
   struct sb_mqtt *m = ctx;
@@ -306,6 +313,9 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   return 0;
 }
 
+/* The server's per_user subscriptions (its loop thread), at mqtt_qos. While
+ * the broker is away it does nothing: the server subscribes again once the
+ * client is up. */
 static int subscribe(void *ctx, const char *filter, int on)
 {
   struct sb_mqtt *m = ctx;

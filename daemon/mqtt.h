@@ -2,11 +2,13 @@
  *
  * Subscribes <topic_prefix>/+/+ (or, in per_user mode, what the server asks)
  * at mqtt_qos on any MQTT broker in a persistent session, feeds every message
- * to the bridge, publishes for it (POST /api/publish, presence), reports
- * whether the broker is up, and reconnects with backoff (1 s doubling to
- * 30 s) when the broker goes away. The client runs on libmosquitto's own
- * thread; sb_server_ingest() is thread-safe, and libmosquitto's publish and
- * subscribe may be called from the server's loop thread. */
+ * to the server, publishes for it (events of POST /api/publish at mqtt_qos,
+ * retained presence records at QoS 1), reports whether the broker is up, and
+ * reconnects with backoff (1 s doubling to 30 s) when the broker goes away.
+ * The client runs on a thread of its own (libmosquitto's loop);
+ * sb_server_ingest() is thread-safe, and libmosquitto's publish and
+ * subscribe may be called from the server's loop thread (threaded mode).
+ * The functions below are for the daemon's main thread. */
 #ifndef SB_MQTT_H
 #define SB_MQTT_H
 
@@ -16,26 +18,28 @@
 
 struct sb_mqtt;
 
-/* Returns a client for cfg feeding b, or NULL with err naming
- * the option at fault. cfg, b and log are borrowed and must
- * outlive the client. */
+/* Returns a client for cfg feeding b, not yet connecting, or NULL with err
+ * naming the option at fault. cfg, b and log are borrowed and must outlive
+ * the client; free it with sb_mqtt_free(). */
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
                             const struct sb_log *log, struct sb_err *err);
 
 /* Fills ops with what the server may ask of this client (publishing; in
- * per_user mode subscribing), for sb_server_set_mqtt(). */
+ * per_user mode subscribing), for sb_server_set_mqtt(); ops->ctx borrows m. */
 void sb_mqtt_ops(struct sb_mqtt *m, struct sb_mqtt_ops *ops);
 
-/* Starts connecting in the background, once the bridge is started: the
+/* Starts connecting on the client's thread, once the server is started: the
  * default client id is "mqtt-sse-bridge-<hostname>-<http port>". A broker that
- * is not there yet is not an error: the client keeps trying. Returns 0 or a
- * negative code with err. */
+ * is not there yet is not an error: the client keeps trying. Returns 0, or
+ * SB_EINVAL or SB_EIO with err (the client is then not started). */
 int sb_mqtt_start(struct sb_mqtt *m, struct sb_err *err);
 
-/* Disconnects and joins the client thread. Safe to call more than once. */
+/* Waits up to 2 s for the broker to acknowledge the last publishes,
+ * disconnects and joins the client's thread. NULL-safe; safe to call when
+ * not started and more than once. */
 void sb_mqtt_stop(struct sb_mqtt *m);
 
-/* Frees a stopped client. NULL-safe. */
+/* Stops the client if it runs (as sb_mqtt_stop) and frees it. NULL-safe. */
 void sb_mqtt_free(struct sb_mqtt *m);
 
 #endif

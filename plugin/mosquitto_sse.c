@@ -129,7 +129,8 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   return 0;
 }
 
-/* Broker's thread: publishes what POST /api/publish queued. */
+/* Broker's thread: publishes (send) or drops what publish() queued: events
+ * of POST /api/publish and presence records, all at QoS 1. */
 static void flush_outgoing(struct plugin *p, int send)
 {
   struct outgoing *o, *next;
@@ -183,6 +184,8 @@ static void plugin_free(struct plugin *p)
   free(p);
 }
 
+/* Returns 5, the plugin API this file speaks, if the broker offers it, else
+ * -1 (the broker then refuses the plugin). Broker's thread. */
 SB_EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
   for (int i = 0; i < supported_version_count; i++)
@@ -191,6 +194,10 @@ SB_EXPORT int mosquitto_plugin_version(int supported_version_count, const int *s
   return -1;
 }
 
+/* Reads the plugin_opt_ options into the core's config, starts the server and
+ * registers the message and tick callbacks. Returns MOSQ_ERR_SUCCESS with
+ * *userdata owning the plugin, or MOSQ_ERR_NOMEM/MOSQ_ERR_INVAL after logging
+ * why (nothing is left running). Broker's thread. */
 SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                                     struct mosquitto_opt *options, int option_count)
 {
@@ -210,7 +217,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   for (int i = 0; i < option_count; i++)
     if (sb_config_set(&p->cfg, SB_FORM_PLUGIN, options[i].key, options[i].value, &err))
       goto fail;
-  if (sb_config_finish(&p->cfg, SB_FORM_PLUGIN, &err))
+  if (sb_config_finish(&p->cfg, &err))
     goto fail;
   p->log.level = p->cfg.log_level;
   if (!(p->bridge = sb_server_new(&p->cfg, &p->log, &err)))
@@ -221,7 +228,7 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
   sb_server_set_upstream(p->bridge, 1);
   if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
       mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, p)) {
-    snprintf(err.msg, sizeof(err.msg), "cannot register the plugin's callbacks");
+    sb_err_set(&err, "cannot register the plugin's callbacks");
     mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
     goto fail;
   }
@@ -234,6 +241,9 @@ fail:
   return MOSQ_ERR_INVAL;
 }
 
+/* Unregisters the callbacks, stops the server (every stream ends cleanly),
+ * publishes what the streams' end said and frees the plugin that userdata
+ * owns. Returns MOSQ_ERR_SUCCESS. Broker's thread. */
 SB_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
                                        int option_count)
 {

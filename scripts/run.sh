@@ -52,6 +52,12 @@ if [ "$form" = daemon ]; then
   sed -i -e '/^plugin/d' "$run/mosquitto.conf"
 fi
 
+if [ "$form" = daemon ]; then
+  stops="Ctrl-C stops both mosquitto and the daemon; if either ends, the other is stopped too."
+else
+  stops="Ctrl-C stops mosquitto (and with it the plugin)."
+fi
+
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 user=demo
 now=$(date +%s)
@@ -78,15 +84,35 @@ Publish an event caused by the phone (only the laptop gets it):
     -m '{"type":"started","payload":{"taskTitle":"Write report"},"sourceDeviceId":"phone"}'
 
 Health and metrics: curl http://127.0.0.1:$HTTP_PORT/healthz ; curl http://127.0.0.1:$HTTP_PORT/metrics
-Ctrl-C stops everything.
+$stops
 
 TXT
 
 mosquitto -c "$run/mosquitto.conf" &
-pids+=($!)
+broker=$!
+pids+=($broker)
 if [ "$form" = daemon ]; then
+  # The daemon starts once the broker listens, so that its first connection
+  # attempt succeeds (up to 10 s; mosquitto's own log says why it did not).
+  for _ in $(seq 100); do
+    port_busy "$MQTT_PORT" && break
+    kill -0 "$broker" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! port_busy "$MQTT_PORT"; then
+    echo "mosquitto is not listening on 127.0.0.1:$MQTT_PORT (see its log above); stopping" >&2
+    exit 1
+  fi
   build/bridge/mqtt-sse-bridge --mqtt_host 127.0.0.1 --mqtt_port "$MQTT_PORT" \
     --http_port "$HTTP_PORT" --jwt_secret_file "$run/jwt.secret" "$@" &
   pids+=($!)
 fi
-wait -n "${pids[@]}" || true
+status=0
+wait -n "${pids[@]}" || status=$?
+if [ "$form" = daemon ]; then
+  if kill -0 "$broker" 2>/dev/null; then
+    echo "mqtt-sse-bridge ended (status $status); stopping mosquitto" >&2
+  else
+    echo "mosquitto ended (status $status); stopping mqtt-sse-bridge" >&2
+  fi
+fi

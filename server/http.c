@@ -17,6 +17,7 @@
 
 #include "err.h"
 #include "event.h"
+#include "presence.h"
 #include "sse.h"
 #include "stream.h"
 #include "topic.h"
@@ -629,7 +630,7 @@ static enum MHD_Result serve_presence(struct sb__http *h, struct MHD_Connection 
 
   if (!(user = authenticate(h, mc, &ok)))
     return ok;
-  if ((o = sb_hub_presence(h->env.hub, user)) && (text = json_dumps(o, JSON_COMPACT)))
+  if ((o = sb_presence_user_json(h->env.hub, user)) && (text = json_dumps(o, JSON_COMPACT)))
     ok = answer(h, mc, MHD_HTTP_OK, "application/json", text, strlen(text), NULL, NULL);
   free(text);
   json_decref(o);

@@ -9,19 +9,20 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "err.h"
 #include "event.h"
 #include "http.h"
 #include "hub.h"
 #include "journal.h"
+#include "list.h"
 #include "metrics.h"
+#include "presence.h"
 #include "sse.h"
-
-#include <jansson.h>
+#include "topic.h"
 
 /* The longest the loop sleeps between two runs of libmicrohttpd. */
 #define HTTP_POLL_MS 500
@@ -42,16 +43,9 @@
 
 /* An event on its way from the intake thread to the loop thread. */
 struct pending {
-  struct pending *next;
+  struct sb_list link; /* on sb_server.pending */
   struct sb_frame *frame;
   int publisher_id; /* the id came with the event: drop it if already held */
-  char user[];
-};
-
-/* A user whose retained presence record comes from an earlier run of this
- * instance (a crash left it): cleared unless the user is connected now. */
-struct stale {
-  struct stale *next;
   char user[];
 };
 
@@ -74,12 +68,9 @@ struct sb_server {
   atomic_ullong seq;        /* the second part */
 
   struct sb_mqtt_ops ops;
-  struct sb_journal *journal; /* NULL: replay in memory only */
-  char instance[96];          /* "<hostname>:<http port>" */
-  char will[192];             /* the instance's offline record */
-  char started_at[32];        /* ISO 8601 time of this run's start */
-  char presence_filter[256];  /* "<presence_prefix>/+", or "" */
-  atomic_int republish;       /* the MQTT side came up: announce again */
+  struct sb_journal *journal;   /* NULL: replay in memory only */
+  struct sb_presence *presence; /* records and status; loop thread once started */
+  atomic_int republish;         /* the MQTT side came up: announce again */
 
   pthread_t thread;
   int started;
@@ -88,17 +79,9 @@ struct sb_server {
 
   pthread_mutex_t lock;     /* guards the pending queue, the journal and reload */
   pthread_cond_t reloaded;
-  struct pending *head, *tail;
+  struct sb_list pending;   /* struct pending, oldest first */
   struct reload *reload;
-  struct stale *stale;        /* presence records of an earlier run to check */
 };
-
-static long long mono_ms(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
 {
@@ -112,66 +95,37 @@ static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
   ho->max_idle_users = MAX_IDLE_USERS;
 }
 
-/* ---- presence and per-user subscriptions (loop thread) -------------------- */
+/* ---- the hub's callbacks (loop thread) ------------------------------------ */
 
-/* A user id can be one level of a topic filter only without these. */
-static int topic_level_ok(const char *user)
+/* Presence: a retained presence record or status, through the MQTT side. */
+static int publish_retained(void *ctx, const char *topic, const char *payload, size_t len)
 {
-  return *user && !strpbrk(user, "/+#");
-}
-
-static void publish_retained(struct sb_server *b, const char *topic, const char *payload)
-{
-  int rc = b->ops.publish(b->ops.ctx, topic, payload, strlen(payload), SB_PUBLISH_RETAIN);
-  /* while the broker is away every record is published again on its return */
-  if (rc)
-    SB_LOG(&b->log, rc == SB_ESTATE ? SB_LOG_DEBUG : SB_LOG_WARNING,
-           "[SSE] Cannot publish presence on %s: %s", topic, sb_strerror(rc));
-  else
-    atomic_fetch_add(&b->metrics.presence_published, 1);
-}
-
-/* Publishes what this instance holds of user on <presence_prefix>/<user>:
- * the record while it has connections, an empty retained message (which
- * clears the record) once it has none. */
-static void presence_user(struct sb_server *b, const char *user)
-{
-  char topic[512], ts[32];
-  json_t *o;
-  char *text = NULL;
-  struct timespec now;
-
-  if (!*b->cfg.presence_prefix || !b->ops.publish || !topic_level_ok(user) ||
-      (size_t)snprintf(topic, sizeof(topic), "%s/%s", b->cfg.presence_prefix, user) >= sizeof(topic))
-    return;
-  if (!sb_hub_is_user_connected(b->hub, user)) {
-    publish_retained(b, topic, "");
-    return;
-  }
-  clock_gettime(CLOCK_REALTIME, &now);
-  sb_event_format_time(now, ts);
-  if ((o = sb_hub_presence(b->hub, user)) &&
-      json_object_set_new(o, "instance", json_string(b->instance)) == 0 &&
-      json_object_set_new(o, "started", json_string(b->started_at)) == 0 &&
-      json_object_set_new(o, "timestamp", json_string(ts)) == 0 &&
-      (text = json_dumps(o, JSON_COMPACT)))
-    publish_retained(b, topic, text);
-  free(text);
-  json_decref(o);
+  struct sb_server *b = ctx;
+  return b->ops.publish(b->ops.ctx, topic, payload, len, SB_PUBLISH_RETAIN);
 }
 
 static void on_presence(void *ctx, const char *user)
 {
-  presence_user(ctx, user);
+  struct sb_server *b = ctx;
+  sb_presence_publish_user(b->presence, user);
 }
 
+/* The resync event, stamped with the wall clock now. */
+static struct sb_frame *resync(void *ctx, const char *last_id, const char *reason)
+{
+  (void)ctx;
+  return sb_event_resync(last_id, reason, sb_clock_wall());
+}
+
+/* subscribe_mode per_user: subscribes (on 1) or unsubscribes the user's
+ * topics. */
 static void on_interest(void *ctx, const char *user, int on)
 {
   struct sb_server *b = ctx;
   char filter[512];
   int rc;
 
-  if (!b->ops.subscribe || !topic_level_ok(user) ||
+  if (!b->ops.subscribe || !sb_topic_valid_level(user, strlen(user)) ||
       (size_t)snprintf(filter, sizeof(filter), "%s/%s/+", b->cfg.topic_prefix, user) >= sizeof(filter))
     return;
   if ((rc = b->ops.subscribe(b->ops.ctx, filter, on)) != 0)
@@ -179,30 +133,11 @@ static void on_interest(void *ctx, const char *user, int on)
            sb_strerror(rc));
 }
 
-static void instance_status(struct sb_server *b, int online)
-{
-  char text[256], ts[32];
-  struct timespec now;
-
-  if (!*b->cfg.presence_prefix || !b->ops.publish)
-    return;
-  if (!online) {
-    publish_retained(b, b->cfg.presence_prefix, b->will);
-    return;
-  }
-  clock_gettime(CLOCK_REALTIME, &now);
-  sb_event_format_time(now, ts);
-  snprintf(text, sizeof(text),
-           "{\"instance\":\"%s\",\"online\":true,\"started\":\"%s\",\"timestamp\":\"%s\"}",
-           b->instance, b->started_at, ts);
-  publish_retained(b, b->cfg.presence_prefix, text);
-}
-
 static void announce_user(void *ctx, const char *user, int connected)
 {
   struct sb_server *b = ctx;
   if (connected)
-    presence_user(b, user);
+    sb_presence_publish_user(b->presence, user);
   on_interest(b, user, 1);
 }
 
@@ -210,7 +145,7 @@ static void announce_user(void *ctx, const char *user, int connected)
  * subscriptions (a restart without persistence), so say it all again. */
 static void announce(struct sb_server *b)
 {
-  instance_status(b, 1);
+  sb_presence_publish_status(b->presence, 1);
   sb_hub_foreach_interest(b->hub, announce_user, b);
 }
 
@@ -264,13 +199,14 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
 {
   struct sb_server *b = calloc(1, sizeof(*b));
   struct sb_hub_opts ho;
-  struct timespec now;
+  struct timespec now = sb_clock_wall();
 
   if (!b) {
     sb_err_set(err, "out of memory");
     return NULL;
   }
   b->epfd = b->evfd = -1;
+  sb_list_init(&b->pending);
   pthread_mutex_init(&b->lock, NULL);
   pthread_cond_init(&b->reloaded, NULL);
   if (sb_config_copy(&b->cfg, cfg)) {
@@ -282,11 +218,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   }
   b->log = *log;
   b->log.level = cfg->log_level;
-  clock_gettime(CLOCK_REALTIME, &now);
-  b->boot_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-  sb_event_format_time(now, b->started_at);
-  if (*cfg->presence_prefix)
-    snprintf(b->presence_filter, sizeof(b->presence_filter), "%s/+", cfg->presence_prefix);
+  b->boot_ms = sb_clock_ms(now);
   snprintf(b->subscription, sizeof(b->subscription), "%s/+/+", cfg->topic_prefix);
   if (!(b->auth = sb_auth_new(&b->cfg, err)))
     goto fail;
@@ -296,8 +228,10 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
     ho.on_interest = on_interest;
     ho.interest_linger_ms = INTEREST_LINGER_MS;
   }
+  ho.resync = resync;
   ho.cb_ctx = b;
-  if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics))) {
+  if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics)) ||
+      !(b->presence = sb_presence_new(cfg->presence_prefix, b->hub, now, &b->log, &b->metrics))) {
     sb_err_set(err, "out of memory");
     goto fail;
   }
@@ -322,13 +256,12 @@ const char *sb_server_subscription(const struct sb_server *b)
 
 const char *sb_server_instance(const struct sb_server *b)
 {
-  return b->instance;
+  return sb_presence_instance(b->presence);
 }
 
 const char *sb_server_will(const struct sb_server *b, const char **payload)
 {
-  *payload = b->will;
-  return *b->cfg.presence_prefix ? b->cfg.presence_prefix : NULL;
+  return sb_presence_will(b->presence, payload);
 }
 
 static void wake_loop(struct sb_server *b)
@@ -340,40 +273,14 @@ static void wake_loop(struct sb_server *b)
 
 const char *sb_server_presence_filter(const struct sb_server *b)
 {
-  return *b->presence_filter ? b->presence_filter : NULL;
+  return sb_presence_filter(b->presence);
 }
 
 void sb_server_presence_seen(struct sb_server *b, const char *topic, const void *payload,
                              size_t len)
 {
-  size_t plen = strlen(b->cfg.presence_prefix), ulen;
-  const char *instance, *started, *user = topic + plen + 1;
-  json_t *o;
-  struct stale *st;
-  int ours;
-
-  if (!*b->presence_filter || len == 0 || strncmp(topic, b->cfg.presence_prefix, plen) != 0 ||
-      topic[plen] != '/' || !topic_level_ok(user))
-    return;
-  if (!(o = json_loadb(payload, len, 0, NULL)))
-    return;
-  ours = json_unpack(o, "{s:s, s:s}", "instance", &instance, "started", &started) == 0 &&
-         strcmp(instance, b->instance) == 0 && strcmp(started, b->started_at) != 0;
-  json_decref(o);
-  ulen = strlen(user);
-  if (!ours || !(st = malloc(sizeof(*st) + ulen + 1)))
-    return;
-  memcpy(st->user, user, ulen + 1);
-  pthread_mutex_lock(&b->lock);
-  st->next = b->stale;
-  b->stale = st;
-  pthread_mutex_unlock(&b->lock);
-  wake_loop(b);
-}
-
-int sb_server_http_port(const struct sb_server *b)
-{
-  return b->http ? sb__http_port(b->http) : -1;
+  if (sb_presence_seen(b->presence, topic, payload, len))
+    wake_loop(b);
 }
 
 void sb_server_set_upstream(struct sb_server *b, int connected)
@@ -403,7 +310,7 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
   int was_empty, rc, jrc = 0;
 
   atomic_fetch_add(&b->metrics.events_received, 1);
-  clock_gettime(CLOCK_REALTIME, &rules.now);
+  rules.now = sb_clock_wall();
   rc = sb_event_parse(&rules, topic, strlen(topic), payload, len, &ev, &why);
   if (rc == SB_EINVAL) {
     atomic_fetch_add(&b->metrics.events_dropped[why.reason], 1);
@@ -432,7 +339,6 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
     return;
   }
   memcpy(p->user, ev.user, ulen + 1);
-  p->next = NULL;
   p->publisher_id = ev.id != NULL;
   rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0,
                                 ev.user, id, ev.source, ev.target, ev.json,
@@ -445,12 +351,8 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
   pthread_mutex_lock(&b->lock);
   if (b->journal)
     jrc = sb_journal_append(b->journal, &rec);
-  was_empty = b->head == NULL;
-  if (b->tail)
-    b->tail->next = p;
-  else
-    b->head = p;
-  b->tail = p;
+  was_empty = sb_list_empty(&b->pending);
+  sb_list_push_back(&b->pending, &p->link);
   pthread_mutex_unlock(&b->lock);
   if (jrc) {
     atomic_fetch_add(&b->metrics.journal_errors, 1);
@@ -463,67 +365,62 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
     wake_loop(b);
 }
 
-/* Loop thread: takes a configuration reload (see sb_server_reload). */
+/* Loop thread: takes a configuration reload (see sb_server_reload): every
+ * option whose table row says a reload applies it moves from r->cfg into
+ * b->cfg (r->cfg gets the old value, freed with it), the hub takes its limits
+ * and auth its new state. If the hub cannot take the limits (SB_ENOMEM), it
+ * keeps the old ones and so does b->cfg for the options of SB_RELOAD_HUB;
+ * the rest is applied all the same. */
 static void apply_reload(struct sb_server *b, struct reload *r)
 {
   struct sb_hub_opts ho;
-  char *t;
+  const struct sb_option *opts;
+  size_t n;
+  int hub_took;
 
   hub_opts(r->cfg, &ho);
-  if (sb_hub_reconfigure(b->hub, &ho) == 0) {
-    b->cfg.heartbeat_interval = r->cfg->heartbeat_interval;
-    b->cfg.retry_ms = r->cfg->retry_ms;
-    b->cfg.max_connections = r->cfg->max_connections;
-    b->cfg.max_connections_per_user = r->cfg->max_connections_per_user;
-    b->cfg.max_queue_bytes = r->cfg->max_queue_bytes;
-  }
+  hub_took = sb_hub_reconfigure(b->hub, &ho) == 0;
   sb_auth_swap(b->auth, r->auth);
-#define SWAP_STR(f) (t = b->cfg.f, b->cfg.f = r->cfg->f, r->cfg->f = t)
-  SWAP_STR(cors_origins);
-  SWAP_STR(jwt_secret);
-  SWAP_STR(jwt_secret_file);
-  SWAP_STR(jwt_public_key_file);
-  SWAP_STR(jwt_audience);
-  SWAP_STR(jwt_issuer);
-  SWAP_STR(jwt_user_claim);
-  SWAP_STR(jwt_cookie);
-#undef SWAP_STR
-  b->cfg.jwt_leeway = r->cfg->jwt_leeway;
-  b->cfg.auth = r->cfg->auth;
-  b->cfg.log_level = r->cfg->log_level;
-  b->log.level = r->cfg->log_level;
+  opts = sb_config_options(&n);
+  for (size_t i = 0; i < n; i++)
+    if (opts[i].reload == SB_RELOAD_APPLY || (opts[i].reload == SB_RELOAD_HUB && hub_took))
+      sb_config_swap(&b->cfg, r->cfg, &opts[i]);
+  b->log.level = b->cfg.log_level;
+}
+
+/* Moves every element of from, in order, to the list head to (which need not
+ * be initialised), leaving from empty; O(1). */
+static void list_take_all(struct sb_list *from, struct sb_list *to)
+{
+  sb_list_init(to);
+  if (sb_list_empty(from))
+    return;
+  /* to joins the ring as an element after the last, then from leaves it */
+  sb_list_push_back(from, to);
+  sb_list_remove(from);
 }
 
 /* Loop thread: publishes every queued event, in arrival order, and takes a
  * reload or a new MQTT connection. */
 static void drain(struct sb_server *b)
 {
-  struct pending *p, *next;
+  struct sb_list queue, *l, *tmp;
   struct reload *r;
-  struct stale *st;
   uint64_t n;
-  long long now = mono_ms();
+  long long now = sb_clock_mono_ms();
   int per_user = b->cfg.subscribe_mode == SB_SUBSCRIBE_PER_USER;
 
   if (read(b->evfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
     return;
   pthread_mutex_lock(&b->lock);
-  p = b->head;
-  b->head = b->tail = NULL;
+  list_take_all(&b->pending, &queue);
   r = b->reload;
-  st = b->stale;
-  b->stale = NULL;
   pthread_mutex_unlock(&b->lock);
-  /* a record an earlier run left: cleared, unless the user is here again
+  /* records an earlier run left: cleared, unless their user is here again
    * (announce() has then published the current one) */
-  for (struct stale *next; st; st = next) {
-    next = st->next;
-    if (!sb_hub_is_user_connected(b->hub, st->user))
-      presence_user(b, st->user);
-    free(st);
-  }
-  for (; p; p = next) {
-    next = p->next;
+  sb_presence_clear_stale(b->presence);
+  sb_list_foreach_safe(l, tmp, &queue) {
+    struct pending *p = sb_list_entry(l, struct pending, link);
     if (p->publisher_id && sb_hub_has_event(b->hub, p->user, p->frame->id)) {
       atomic_fetch_add(&b->metrics.events_duplicate, 1);
       sb_frame_unref(p->frame);
@@ -550,20 +447,14 @@ static void drain(struct sb_server *b)
 
 static void free_pending(struct sb_server *b)
 {
-  struct pending *p = b->head, *next;
-  struct stale *st = b->stale, *snext;
+  struct sb_list *l, *tmp;
 
-  for (; st; st = snext) {
-    snext = st->next;
-    free(st);
-  }
-  b->stale = NULL;
-  for (; p; p = next) {
-    next = p->next;
+  sb_list_foreach_safe(l, tmp, &b->pending) {
+    struct pending *p = sb_list_entry(l, struct pending, link);
+    sb_list_remove(l);
     sb_frame_unref(p->frame);
     free(p);
   }
-  b->head = b->tail = NULL;
 }
 
 /* The loop thread. Each turn: send the heartbeats that are due, let
@@ -578,7 +469,7 @@ static void *loop(void *arg)
   struct sb_metrics_gauges g;
 
   for (;;) {
-    now = mono_ms();
+    now = sb_clock_mono_ms();
     sb_hub_tick(b->hub, now);
     sb__http_run(b->http);
     /* Asked again, as that run may have registered streams. */
@@ -608,7 +499,7 @@ static void *loop(void *arg)
     if (atomic_load(&b->stopping) && deadline == 0) {
       sb__http_quiesce(b->http);
       sb_hub_close_all(b->hub);
-      deadline = mono_ms() + STOP_GRACE_MS;
+      deadline = sb_clock_mono_ms() + STOP_GRACE_MS;
     }
   }
   sb_hub_gauges(b->hub, &g);
@@ -630,7 +521,7 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
   struct sb__http_env env = {&b->cfg, b->hub,    b->auth, &b->metrics,
                              &b->log, -1,        b->ops.publish ? http_publish : NULL, b};
   struct epoll_event ev;
-  char host[64];
+  char host[64], instance[96];
 
   if (b->started) {
     sb_err_set(err, "already started");
@@ -650,9 +541,12 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
   if (gethostname(host, sizeof(host)) != 0)
     snprintf(host, sizeof(host), "localhost");
   host[sizeof(host) - 1] = '\0';
-  snprintf(b->instance, sizeof(b->instance), "%.60s:%d", host, sb__http_port(b->http));
-  snprintf(b->will, sizeof(b->will), "{\"instance\":\"%s\",\"online\":false,\"started\":\"%s\"}",
-           b->instance, b->started_at);
+  snprintf(instance, sizeof(instance), "%.60s:%d", host, sb__http_port(b->http));
+  if (sb_presence_start(b->presence, instance, b->ops.publish ? publish_retained : NULL, b, err)) {
+    sb__http_stop(b->http);
+    b->http = NULL;
+    return SB_EINVAL;
+  }
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
   ev.data.u64 = TAG_INTAKE;
@@ -676,34 +570,21 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
   return 0;
 }
 
-/* Options that only a restart changes: a reload names those that differ. */
+static void note_restart(void *ctx, const struct sb_option *o)
+{
+  struct sb_server *b = ctx;
+
+  if (o->reload == SB_RELOAD_RESTART)
+    SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Reload: %s changed; it takes effect on restart",
+           o->name);
+}
+
+/* Names each option that differs in n and that only a restart applies (its
+ * table row says so). Reads b->cfg, which the loop changes only in
+ * apply_reload(), so not while a reload is under way. */
 static void restart_only(struct sb_server *b, const struct sb_config *n)
 {
-  const struct sb_config *o = &b->cfg;
-#define STR_DIFF(f) (strcmp(o->f, n->f) != 0)
-#define NOTE(f)                                                                            \
-  SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Reload: %s changed; it takes effect on restart", #f)
-  if (STR_DIFF(http_bind)) NOTE(http_bind);
-  if (o->http_port != n->http_port) NOTE(http_port);
-  if (STR_DIFF(sse_path)) NOTE(sse_path);
-  if (STR_DIFF(web_root)) NOTE(web_root);
-  if (STR_DIFF(topic_prefix)) NOTE(topic_prefix);
-  if (o->max_event_bytes != n->max_event_bytes) NOTE(max_event_bytes);
-  if (o->replay_buffer != n->replay_buffer) NOTE(replay_buffer);
-  if (STR_DIFF(presence_prefix)) NOTE(presence_prefix);
-  if (STR_DIFF(replay_dir)) NOTE(replay_dir);
-  if (STR_DIFF(mqtt_host)) NOTE(mqtt_host);
-  if (o->mqtt_port != n->mqtt_port) NOTE(mqtt_port);
-  if (STR_DIFF(mqtt_username)) NOTE(mqtt_username);
-  if (STR_DIFF(mqtt_password)) NOTE(mqtt_password);
-  if (STR_DIFF(mqtt_client_id)) NOTE(mqtt_client_id);
-  if (o->mqtt_qos != n->mqtt_qos) NOTE(mqtt_qos);
-  if (STR_DIFF(mqtt_cafile)) NOTE(mqtt_cafile);
-  if (STR_DIFF(mqtt_certfile)) NOTE(mqtt_certfile);
-  if (STR_DIFF(mqtt_keyfile)) NOTE(mqtt_keyfile);
-  if (o->subscribe_mode != n->subscribe_mode) NOTE(subscribe_mode);
-#undef NOTE
-#undef STR_DIFF
+  sb_config_diff(&b->cfg, n, note_restart, b);
 }
 
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err)
@@ -754,7 +635,7 @@ void sb_server_stop(struct sb_server *b)
   sb__http_stop(b->http);
   b->http = NULL;
   /* every user's record was cleared as its streams ended */
-  instance_status(b, 0);
+  sb_presence_publish_status(b->presence, 0);
   SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Stopped");
 }
 
@@ -764,6 +645,7 @@ void sb_server_free(struct sb_server *b)
     return;
   sb_server_stop(b);
   free_pending(b);
+  sb_presence_free(b->presence);
   sb_hub_free(b->hub);
   sb_auth_free(b->auth);
   sb_journal_close(b->journal);

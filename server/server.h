@@ -24,11 +24,12 @@ struct sb_server;
 /* What the server asks of the MQTT side. Both are called on the server's
  * loop thread (or the thread that stops it) and must not block. */
 struct sb_mqtt_ops {
-  /* Publishes one MQTT message at QoS 1. flags: SB_PUBLISH_EVENT for an event
-   * of POST /api/publish (the plugin also hands it to SSE at once),
-   * SB_PUBLISH_RETAIN for a retained presence record. payload is borrowed for
-   * the call. Returns 0, or a negative code when the MQTT side cannot take it
-   * now. */
+  /* Publishes one MQTT message. flags: SB_PUBLISH_EVENT for an event of
+   * POST /api/publish (the daemon publishes it at mqtt_qos; the plugin at
+   * QoS 1, and also hands it to SSE at once), SB_PUBLISH_RETAIN for a
+   * retained presence record or status (QoS 1). payload is borrowed for the
+   * call. Returns 0, or a negative code when the MQTT side cannot take it now
+   * (SB_ESTATE: it is away). */
   int (*publish)(void *ctx, const char *topic, const void *payload, size_t len, unsigned flags);
   /* Subscribes (on 1) or unsubscribes (on 0) one topic filter; only for
    * subscribe_mode per_user. NULL where the broker decides (the plugin). */
@@ -40,12 +41,13 @@ struct sb_mqtt_ops {
 #define SB_PUBLISH_RETAIN 2u
 
 /* Returns a server for cfg (deep-copied) that logs through log (copied), or
- * NULL with err naming the option at fault. Nothing
- * is started. Any thread. */
+ * NULL with err naming the option at fault. Nothing is started. Any
+ * thread. */
 struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log *log, struct sb_err *err);
 
-/* Binds the HTTP listener and starts the loop thread. Returns 0, or SB_EIO
- * with err saying why (for example the port is taken); the server is then
+/* Binds the HTTP listener, names the instance and starts the loop thread.
+ * Returns 0, or SB_EIO (for example the port is taken) or SB_EINVAL (the
+ * presence will cannot be written) with err saying why; the server is then
  * still stopped and may be freed. Call once. */
 int sb_server_start(struct sb_server *b, struct sb_err *err);
 
@@ -55,12 +57,14 @@ int sb_server_start(struct sb_server *b, struct sb_err *err);
 void sb_server_set_mqtt(struct sb_server *b, const struct sb_mqtt_ops *ops);
 
 /* Returns this instance's name, "<hostname>:<http port>", for presence
- * records and the daemon's default client id. Valid once started. */
+ * records and the daemon's default client id; "" until started. Borrowed
+ * from b. */
 const char *sb_server_instance(const struct sb_server *b);
 
 /* Returns the will the MQTT side should set, when presence is on: the
- * instance status topic and its offline payload (borrowed; NULL when
- * presence_prefix is empty). Valid once started. */
+ * instance status topic, and in *payload its offline status (both borrowed
+ * from b; the topic is NULL when presence_prefix is empty, the payload ""
+ * until started). See presence.h. */
 const char *sb_server_will(const struct sb_server *b, const char **payload);
 
 /* Returns "<presence_prefix>/+" when presence is on, else NULL: the MQTT
@@ -69,11 +73,13 @@ const char *sb_server_presence_filter(const struct sb_server *b);
 
 /* Hands over a retained presence record seen on the presence filter. A
  * record of this instance from an earlier run (a crash left it) is cleared
- * unless its user is connected again. Any thread. */
+ * by the loop thread unless its user is connected again. topic and payload
+ * are borrowed for the call. Any thread. */
 void sb_server_presence_seen(struct sb_server *b, const char *topic, const void *payload,
                              size_t len);
 
-/* Sets the subscriptions gauge (topic filters the broker acknowledged). */
+/* Sets the subscriptions gauge (topic filters the broker acknowledged). Any
+ * thread. */
 void sb_server_set_subscriptions(struct sb_server *b, int n);
 
 /* Applies what can change at run time from cfg (log_level, heartbeat_interval,
@@ -82,9 +88,6 @@ void sb_server_set_subscriptions(struct sb_server *b, int n);
  * with err naming the option (nothing is then changed). Not from the loop
  * thread; blocks until the loop has taken the new settings. */
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err);
-
-/* Returns the HTTP port actually bound (useful with http_port 0). */
-int sb_server_http_port(const struct sb_server *b);
 
 /* Feeds one MQTT message. topic is NUL-terminated; payload (len bytes) is
  * borrowed for the call. A bad message is dropped, counted and logged; a
@@ -97,7 +100,8 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
 void sb_server_set_upstream(struct sb_server *b, int connected);
 
 /* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+" (in
- * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead). */
+ * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead).
+ * Borrowed from b; any thread. */
 const char *sb_server_subscription(const struct sb_server *b);
 
 /* Ends every stream cleanly, stops HTTP and joins the loop thread. Safe to

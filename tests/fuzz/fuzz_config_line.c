@@ -5,15 +5,22 @@
  * sb_config_load_file does), or one sb_config_set call whose key is the first
  * line and whose value is the rest (no rest: a NULL value).
  *
+ * The options (names, kinds, fields, forms, ranges, defaults) come from the
+ * table of config.c through sb_config_options(); comparing, writing back and
+ * cutting a line into key and value are this file's own.
+ *
  * Properties:
+ * - the table: names unique, each field once, forms and kinds known; a fresh
+ *   config holds every row's default;
  * - every call returns 0 or SB_EINVAL (SB_ENOMEM aside); a refusal fills err
  *   with a non-empty, terminated message and leaves the config as it was;
  * - blank and comment lines change nothing;
  * - an accepted line names an option of its form (a daemon-only option is
  *   refused in the plugin form), changes that option only, and stores the
  *   value the line holds (the blanks after the key, and blanks and line ends
- *   at the end, cut); written back as "key value" it is accepted again, with
- *   the same value (a round trip);
+ *   at the end, cut), a number within its row's range; written back as
+ *   "key value" it is accepted again, with the same value (a round trip);
+ * - sb_config_diff names exactly the options this file finds different;
  * - sb_config_copy gives an equal config; sb_config_finish returns 0 or an
  *   error with a message (it is not called with a jwt_secret_file, which it
  *   would read). */
@@ -24,86 +31,93 @@
 #include "fuzz.h"
 #include "log.h"
 
-enum kind { STR, INT, LONG, AUTH, SUBSCRIBE, LOGLEVEL };
-
-struct field {
-  const char *name;
-  enum kind kind;
-  size_t offset;
-};
-
-#define F(name, kind) {#name, kind, offsetof(struct sb_config, name)}
-
-/* Every option of struct sb_config (config.h), by the name it is set with. */
-static const struct field fields[] = {
-  F(http_bind, STR), F(http_port, INT), F(sse_path, STR), F(web_root, STR),
-  F(cors_origins, STR), F(topic_prefix, STR), F(heartbeat_interval, INT), F(retry_ms, INT),
-  F(max_connections, INT), F(max_connections_per_user, INT), F(max_event_bytes, LONG),
-  F(max_queue_bytes, LONG), F(replay_buffer, INT), F(presence_prefix, STR), F(replay_dir, STR),
-  {"log_level", LOGLEVEL, offsetof(struct sb_config, log_level)},
-  {"auth", AUTH, offsetof(struct sb_config, auth)}, F(jwt_secret, STR), F(jwt_secret_file, STR),
-  F(jwt_public_key_file, STR), F(jwt_audience, STR), F(jwt_issuer, STR), F(jwt_user_claim, STR),
-  F(jwt_cookie, STR), F(jwt_leeway, INT), F(mqtt_host, STR), F(mqtt_port, INT),
-  F(mqtt_username, STR), F(mqtt_password, STR), F(mqtt_client_id, STR), F(mqtt_qos, INT),
-  F(mqtt_cafile, STR), F(mqtt_certfile, STR), F(mqtt_keyfile, STR), F(log_file, STR),
-  {"subscribe_mode", SUBSCRIBE, offsetof(struct sb_config, subscribe_mode)},
-};
-#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
-
-static const struct field *find_field(const char *name)
-{
-  for (size_t i = 0; i < NFIELDS; i++)
-    if (strcmp(fields[i].name, name) == 0)
-      return &fields[i];
-  return NULL;
-}
-
-static const char *str_of(const struct sb_config *c, const struct field *f)
+static const char *str_of(const struct sb_config *c, const struct sb_option *f)
 {
   return *(char *const *)((const char *)c + f->offset);
 }
 
-static long num_of(const struct sb_config *c, const struct field *f)
+static long num_of(const struct sb_config *c, const struct sb_option *f)
 {
-  if (f->kind == LONG)
+  if (f->kind == SB_OPTION_LONG)
     return *(const long *)((const char *)c + f->offset);
   return *(const int *)((const char *)c + f->offset);
 }
 
 static int field_equal(const struct sb_config *a, const struct sb_config *b,
-                       const struct field *f)
+                       const struct sb_option *f)
 {
-  if (f->kind == STR)
+  if (f->kind == SB_OPTION_STR)
     return strcmp(str_of(a, f), str_of(b, f)) == 0;
   return num_of(a, f) == num_of(b, f);
 }
 
-/* Returns the field that differs between a and b other than except, or NULL. */
-static const struct field *differs(const struct sb_config *a, const struct sb_config *b,
-                                   const struct field *except)
+/* Returns the option that differs between a and b other than except, or
+ * NULL; n_diff (if not NULL) receives how many differ, except included. */
+static const struct sb_option *differs_n(const struct sb_config *a, const struct sb_config *b,
+                                         const struct sb_option *except, size_t *n_diff)
 {
-  for (size_t i = 0; i < NFIELDS; i++)
-    if (&fields[i] != except && !field_equal(a, b, &fields[i]))
-      return &fields[i];
-  return NULL;
+  const struct sb_option *opts, *found = NULL;
+  size_t n, count = 0;
+
+  opts = sb_config_options(&n);
+  for (size_t i = 0; i < n; i++)
+    if (!field_equal(a, b, &opts[i])) {
+      count++;
+      if (&opts[i] != except && !found)
+        found = &opts[i];
+    }
+  if (n_diff)
+    *n_diff = count;
+  return found;
+}
+
+static const struct sb_option *differs(const struct sb_config *a, const struct sb_config *b,
+                                       const struct sb_option *except)
+{
+  return differs_n(a, b, except, NULL);
+}
+
+/* sb_config_diff's callback: checks each option it names against this file's
+ * own comparison. */
+struct diff_seen {
+  const struct sb_config *a, *b;
+  size_t n;
+};
+
+static void diff_one(void *ctx, const struct sb_option *o)
+{
+  struct diff_seen *d = ctx;
+
+  FUZZ_CHECK(!field_equal(d->a, d->b, o), "sb_config_diff names %s, which is equal", o->name);
+  d->n++;
+}
+
+static void check_diff(const struct sb_config *a, const struct sb_config *b)
+{
+  struct diff_seen seen = {a, b, 0};
+  size_t want, got = sb_config_diff(a, b, diff_one, &seen);
+
+  differs_n(a, b, NULL, &want);
+  FUZZ_CHECK(got == want && seen.n == want, "sb_config_diff: %zu (%zu calls), %zu differ", got,
+             seen.n, want);
 }
 
 /* Writes field f of c as the value of a config line; returns a heap string. */
-static char *value_text(const struct sb_config *c, const struct field *f)
+static char *value_text(const struct sb_config *c, const struct sb_option *f)
 {
   char buf[32];
   switch (f->kind) {
-  case STR:
+  case SB_OPTION_STR:
     return strdup(str_of(c, f));
-  case INT:
-  case LONG:
+  case SB_OPTION_INT:
+  case SB_OPTION_LONG:
     snprintf(buf, sizeof(buf), "%ld", num_of(c, f));
     return strdup(buf);
-  case AUTH:
+  case SB_OPTION_AUTH:
     return strdup(num_of(c, f) == SB_AUTH_NONE ? "none" : "jwt");
-  case SUBSCRIBE:
+  case SB_OPTION_SUBSCRIBE:
     return strdup(num_of(c, f) == SB_SUBSCRIBE_PER_USER ? "per_user" : "wildcard");
-  case LOGLEVEL:
+  case SB_OPTION_LOGLEVEL:
     return strdup(sb_log_level_name((int)num_of(c, f)));
   }
   return NULL;
@@ -112,12 +126,38 @@ static char *value_text(const struct sb_config *c, const struct field *f)
 static void check_refusal(int rc, const struct sb_err *err, const struct sb_config *before,
                           const struct sb_config *after, const char *what)
 {
-  const struct field *f;
+  const struct sb_option *f;
 
   FUZZ_CHECK(rc == SB_EINVAL, "%s: returned %d", what, rc);
   FUZZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) && err->msg[0], "%s: refused without a message",
              what);
   FUZZ_CHECK(!(f = differs(before, after, NULL)), "%s: refused but changed %s", what, f->name);
+}
+
+/* An accepted key=value: key is an option of the form, only it changed,
+ * sb_config_diff agrees, a string holds want (when not NULL) and a number is
+ * within its row's range. Returns the option's row. */
+static const struct sb_option *check_accepted(const struct sb_config *before,
+                                              const struct sb_config *after, enum sb_form form,
+                                              const char *key, const char *want)
+{
+  const struct sb_option *f = sb_config_option(key), *d;
+  long v;
+
+  FUZZ_CHECK(f && sb_config_is_option(form, key) && (f->forms & (1u << form)),
+             "accepted '%s', not an option of the %s", key,
+             form == SB_FORM_PLUGIN ? "plugin" : "daemon");
+  FUZZ_CHECK(!(d = differs(before, after, f)), "setting %s changed %s too", key, d->name);
+  check_diff(before, after);
+  if (f->kind == SB_OPTION_STR && want)
+    FUZZ_CHECK(strcmp(str_of(after, f), want) == 0, "%s stored '%s', the value is '%s'", key,
+               str_of(after, f), want);
+  if (f->kind == SB_OPTION_INT || f->kind == SB_OPTION_LONG) {
+    v = num_of(after, f);
+    FUZZ_CHECK(v >= f->min && v <= f->max, "%s took %ld, outside %ld..%ld", key, v, f->min,
+               f->max);
+  }
+  return f;
 }
 
 /* The value a line holds, as config.h describes it: the key is the first
@@ -145,7 +185,7 @@ static char *line_value(const char *line, char *key)
   return strndup(p, (size_t)(end - p));
 }
 
-static void round_trip(const struct sb_config *cfg, enum sb_form form, const struct field *f)
+static void round_trip(const struct sb_config *cfg, enum sb_form form, const struct sb_option *f)
 {
   struct sb_config again;
   char *v = value_text(cfg, f), *line;
@@ -175,7 +215,7 @@ static void apply_line(struct sb_config *cfg, enum sb_form form, const char *lin
   struct sb_config before;
   struct sb_err *err = malloc(sizeof *err);
   char key[64], *want;
-  const struct field *f, *d;
+  const struct sb_option *f, *d;
   int rc;
 
   if (!err || sb_config_copy(&before, cfg)) {
@@ -191,14 +231,8 @@ static void apply_line(struct sb_config *cfg, enum sb_form form, const char *lin
       FUZZ_CHECK(!(d = differs(&before, cfg, NULL)), "a blank or comment line changed %s",
                  d->name);
     } else {
-      FUZZ_CHECK(sb_config_is_option(form, key), "accepted '%s', not an option of the %s", key,
-                 form == SB_FORM_PLUGIN ? "plugin" : "daemon");
-      f = find_field(key);
-      FUZZ_CHECK(f, "accepted '%s', which config.h does not have", key);
-      FUZZ_CHECK(!(d = differs(&before, cfg, f)), "setting %s changed %s too", key, d->name);
-      if (f->kind == STR)
-        FUZZ_CHECK(want && strcmp(str_of(cfg, f), want) == 0,
-                   "%s stored '%s', the line holds '%s'", key, str_of(cfg, f), want);
+      FUZZ_CHECK(want, "accepted '%s' without a value", key);
+      f = check_accepted(&before, cfg, form, key, want);
       round_trip(cfg, form, f);
     }
   } else if (rc != SB_ENOMEM) {
@@ -209,7 +243,7 @@ static void apply_line(struct sb_config *cfg, enum sb_form form, const char *lin
   free(err);
 }
 
-static void check_finish(struct sb_config *cfg, enum sb_form form)
+static void check_finish(struct sb_config *cfg)
 {
   struct sb_err *err = malloc(sizeof *err);
   int rc;
@@ -218,11 +252,51 @@ static void check_finish(struct sb_config *cfg, enum sb_form form)
     return;
   if (!*cfg->jwt_secret_file) {
     err->msg[0] = '\0';
-    rc = sb_config_finish(cfg, form, err);
+    rc = sb_config_finish(cfg, err);
     FUZZ_CHECK(rc == 0 || ((rc == SB_EINVAL || rc == SB_EIO) && err->msg[0]),
                "sb_config_finish returned %d with '%s'", rc, err->msg);
   }
   free(err);
+}
+
+/* The table itself, once: each name and each field once, kinds, forms and
+ * reload classes known, ranges not empty; a fresh config holds the defaults. */
+static void check_table(void)
+{
+  const struct sb_option *opts;
+  struct sb_config cfg;
+  size_t n;
+  char *v;
+
+  opts = sb_config_options(&n);
+  FUZZ_CHECK(n > 0, "the option table is empty");
+  for (size_t i = 0; i < n; i++) {
+    const struct sb_option *o = &opts[i];
+    size_t size = o->kind == SB_OPTION_STR ? sizeof(char *)
+                  : o->kind == SB_OPTION_LONG ? sizeof(long) : sizeof(int);
+    FUZZ_CHECK(o->name && *o->name && o->def, "row %zu has no name or default", i);
+    FUZZ_CHECK(sb_config_option(o->name) == o, "%s is in the table twice", o->name);
+    FUZZ_CHECK(o->kind <= SB_OPTION_LOGLEVEL && o->reload <= SB_RELOAD_HUB,
+               "%s: unknown kind or reload class", o->name);
+    FUZZ_CHECK(o->forms == SB_FORMS_BOTH || o->forms == SB_FORMS_DAEMON, "%s: forms %u",
+               o->name, o->forms);
+    FUZZ_CHECK(o->offset + size <= sizeof(struct sb_config), "%s: field outside the struct",
+               o->name);
+    FUZZ_CHECK((o->kind != SB_OPTION_INT && o->kind != SB_OPTION_LONG) || o->min <= o->max,
+               "%s: empty range", o->name);
+    for (size_t j = 0; j < i; j++)
+      FUZZ_CHECK(opts[j].offset != o->offset, "%s and %s share a field", opts[j].name, o->name);
+  }
+  if (sb_config_init(&cfg))
+    return;
+  for (size_t i = 0; i < n; i++) {
+    if (!(v = value_text(&cfg, &opts[i])))
+      abort();
+    FUZZ_CHECK(strcmp(v, opts[i].def) == 0, "%s starts as '%s', its default is '%s'",
+               opts[i].name, v, opts[i].def);
+    free(v);
+  }
+  sb_config_free(&cfg);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -232,6 +306,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   int set_mode;
   char *text, *line, *next;
 
+  static int table_checked;
+
+  if (!table_checked) {
+    check_table();
+    table_checked = 1;
+  }
   if (size < 1)
     return 0;
   form = (data[0] & 1) ? SB_FORM_PLUGIN : SB_FORM_DAEMON;
@@ -246,7 +326,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sb_config before;
     struct sb_err *err = malloc(sizeof *err);
     char *value = NULL;
-    const struct field *f, *d;
     int rc;
 
     if ((next = strchr(text, '\n'))) {
@@ -257,11 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       memset(err, 0x55, sizeof *err);
       rc = sb_config_set(&cfg, form, text, value, err);
       if (rc == 0) {
-        f = find_field(text);
-        FUZZ_CHECK(value && f && sb_config_is_option(form, text), "accepted option '%s'", text);
-        FUZZ_CHECK(!(d = differs(&before, &cfg, f)), "setting %s changed %s too", text, d->name);
-        if (f->kind == STR)
-          FUZZ_CHECK(strcmp(str_of(&cfg, f), value) == 0, "%s not stored as given", text);
+        FUZZ_CHECK(value, "accepted option '%s' without a value", text);
+        check_accepted(&before, &cfg, form, text, value);
       } else if (rc != SB_ENOMEM) {
         check_refusal(rc, err, &before, &cfg, text);
       }
@@ -281,7 +357,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       p += n;
     }
   }
-  check_finish(&cfg, form);
+  check_finish(&cfg);
   sb_config_free(&cfg);
   free(text);
   return 0;

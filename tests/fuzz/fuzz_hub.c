@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "event.h"
 #include "fuzz.h"
 #include "hub.h"
 #include "log.h"
@@ -277,6 +278,16 @@ static struct sb_frame *resync_frame(const char *last_id, const char *reason)
   if (!f)
     abort();
   return f;
+}
+
+/* The hub's resync function, as the server's: the event stamped with the
+ * time of the call (here the fuzzer's clock, read as wall-clock
+ * milliseconds). */
+static struct sb_frame *hub_resync(void *ctx, const char *last_id, const char *reason)
+{
+  (void)ctx;
+  return sb_event_resync(last_id, reason,
+                         (struct timespec){S.now / 1000, (S.now % 1000) * 1000000});
 }
 
 /* Replay after last_id: the newest events device wants after the newest
@@ -694,6 +705,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   S.o.max_idle_users = (data[4] & 0x80) ? NUSERS : data[4] % 4;
   S.o.heartbeat_ms = 1 + data[5] % 64;
   S.o.retry_ms = 1000;
+  S.o.resync = hub_resync;
   S.log = (struct sb_log){on_log, NULL, SB_LOG_DEBUG};
   S.now = 1000000;
   data += 6;

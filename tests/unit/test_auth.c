@@ -187,7 +187,7 @@ static struct sb_auth *auth_public_key(const char *path, struct sb_err *err)
 
   assert_int_equal(sb_config_init(&cfg), 0);
   assert_int_equal(sb_config_set(&cfg, SB_FORM_DAEMON, "jwt_public_key_file", path, err), 0);
-  assert_int_equal(sb_config_finish(&cfg, SB_FORM_DAEMON, err), 0);
+  assert_int_equal(sb_config_finish(&cfg, err), 0);
   err->msg[0] = '\0';
   a = sb_auth_new(&cfg, err);
   sb_config_free(&cfg);

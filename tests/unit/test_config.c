@@ -1,4 +1,5 @@
-/* Unit tests of config.c: defaults, checks, config lines and files. */
+/* Unit tests of config.c: defaults, checks, config lines and files, the
+ * option table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -503,10 +504,9 @@ static void test_finish_jwt_needs_key(void **state)
   struct sb_config *c = *state;
   struct sb_err err;
 
+  /* in both forms: the whole-config checks are the same */
   err.msg[0] = '\0';
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
-  assert_true(strncmp(err.msg, "auth", 4) == 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_PLUGIN, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_true(strncmp(err.msg, "auth", 4) == 0);
 }
 
@@ -516,7 +516,7 @@ static void test_finish_auth_none(void **state)
   struct sb_err err;
 
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
 static void test_finish_secret(void **state)
@@ -525,7 +525,7 @@ static void test_finish_secret(void **state)
   struct sb_err err;
 
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
   assert_string_equal(c->jwt_secret, "k");
 }
 
@@ -537,7 +537,7 @@ static void test_finish_secret_file(void **state)
 
   temp_file(path, "file-secret value\n");
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
   assert_string_equal(c->jwt_secret, "file-secret value");
   unlink(path);
 
@@ -546,7 +546,7 @@ static void test_finish_secret_file(void **state)
   sb_config_free(c);
   assert_int_equal(sb_config_init(c), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
   assert_string_equal(c->jwt_secret, "line1\nline2");
   unlink(path);
 }
@@ -559,13 +559,13 @@ static void test_finish_secret_file_errors(void **state)
 
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", "/nonexistent/secret", &err),
                    0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EIO);
+  assert_int_equal(sb_config_finish(c, &err), SB_EIO);
   assert_non_null(strstr(err.msg, "jwt_secret_file"));
   assert_non_null(strstr(err.msg, "/nonexistent/secret"));
 
   temp_file(path, "\n");
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "jwt_secret_file"));
   unlink(path);
 }
@@ -579,7 +579,7 @@ static void test_finish_secret_and_file_refused(void **state)
   temp_file(path, "from-file\n");
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "inline", &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "jwt_secret"));
   assert_string_equal(c->jwt_secret, "inline");
   unlink(path);
@@ -592,7 +592,7 @@ static void test_finish_secret_and_public_key_refused(void **state)
 
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "jwt_public_key_file"));
 }
 
@@ -603,7 +603,7 @@ static void test_finish_public_key_alone(void **state)
 
   /* the file itself is read by the authenticator, not here */
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_public_key_file", "/k.pem", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
 static void test_finish_mqtt_tls(void **state)
@@ -613,13 +613,13 @@ static void test_finish_mqtt_tls(void **state)
 
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_certfile", "/c.pem", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "mqtt_keyfile"));
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_keyfile", "/k.pem", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "mqtt_cafile"));
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "mqtt_cafile", "/ca.pem", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
 static void test_finish_cors_wildcard(void **state)
@@ -630,18 +630,18 @@ static void test_finish_cors_wildcard(void **state)
   /* '*' with credentials is refused; listed origins are fine */
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "cors_origins"));
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example, *", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), SB_EINVAL);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "cors_origins"));
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "https://a.example https://*.b", &err),
                    0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
   /* with auth none, '*' is allowed */
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
-  assert_int_equal(sb_config_finish(c, SB_FORM_DAEMON, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
 /* ---- copy and free -------------------------------------------------------- */
@@ -675,6 +675,130 @@ static void test_copy_is_deep(void **state)
   assert_int_equal(sb_config_init(c), 0);
 }
 
+/* ---- the option table ---------------------------------------------------- */
+
+static void test_table_rows(void **state)
+{
+  struct sb_config *c = *state, set;
+  const struct sb_option *opts;
+  struct sb_err err;
+  size_t n;
+
+  opts = sb_config_options(&n);
+  assert_true(n >= 36);
+  assert_int_equal(sb_config_init(&set), 0);
+  for (size_t i = 0; i < n; i++) {
+    const struct sb_option *o = &opts[i];
+    assert_ptr_equal(sb_config_option(o->name), o);
+    assert_true(o->forms == SB_FORMS_BOTH || o->forms == SB_FORMS_DAEMON);
+    assert_int_equal(sb_config_is_option(SB_FORM_DAEMON, o->name), 1);
+    assert_int_equal(sb_config_is_option(SB_FORM_PLUGIN, o->name), o->forms == SB_FORMS_BOTH);
+    /* the default, set again, changes nothing */
+    if (sb_config_set(&set, SB_FORM_DAEMON, o->name, o->def, &err) != 0)
+      fail_msg("%s: its default '%s' is refused: %s", o->name, o->def, err.msg);
+  }
+  assert_int_equal(sb_config_diff(c, &set, NULL, NULL), 0);
+  assert_null(sb_config_option("nope"));
+  assert_null(sb_config_option(""));
+  sb_config_free(&set);
+}
+
+/* What a reload applies at once, as the README's SIGHUP paragraph lists it:
+ * every other option is named as taking effect on restart. */
+static void test_table_reload(void **state)
+{
+  static const char *const applied[] = {
+    "log_level", "heartbeat_interval", "retry_ms", "max_connections",
+    "max_connections_per_user", "max_queue_bytes", "auth", "cors_origins",
+  };
+  static const char *const hub[] = {
+    "heartbeat_interval", "retry_ms", "max_connections", "max_connections_per_user",
+    "max_queue_bytes",
+  };
+  const struct sb_option *opts;
+  size_t n;
+  (void)state;
+
+  opts = sb_config_options(&n);
+  for (size_t i = 0; i < n; i++) {
+    int listed = strncmp(opts[i].name, "jwt_", 4) == 0, in_hub = 0;
+    for (size_t j = 0; j < sizeof(applied) / sizeof(applied[0]); j++)
+      listed |= strcmp(opts[i].name, applied[j]) == 0;
+    for (size_t j = 0; j < sizeof(hub) / sizeof(hub[0]); j++)
+      in_hub |= strcmp(opts[i].name, hub[j]) == 0;
+    if ((opts[i].reload != SB_RELOAD_RESTART) != listed)
+      fail_msg("%s: a reload should %s it", opts[i].name, listed ? "apply" : "not apply");
+    if ((opts[i].reload == SB_RELOAD_HUB) != in_hub)
+      fail_msg("%s: the hub should %s it", opts[i].name, in_hub ? "take" : "not take");
+  }
+}
+
+struct seen {
+  const char *names[8];
+  size_t n;
+};
+
+static void seen_one(void *ctx, const struct sb_option *o)
+{
+  struct seen *s = ctx;
+  if (s->n < 8)
+    s->names[s->n] = o->name;
+  s->n++;
+}
+
+static void test_diff(void **state)
+{
+  struct sb_config *c = *state, other;
+  struct seen seen = {{NULL}, 0};
+  struct sb_err err;
+
+  assert_int_equal(sb_config_copy(&other, c), 0);
+  /* equal strings in other buffers are equal */
+  assert_ptr_not_equal(other.http_bind, c->http_bind);
+  assert_int_equal(sb_config_diff(c, &other, seen_one, &seen), 0);
+  assert_int_equal(seen.n, 0);
+
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "subscribe_mode", "per_user", &err), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "topic_prefix", "other", &err), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "max_event_bytes", "1024", &err), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "log_level", "debug", &err), 0);
+  assert_int_equal(sb_config_diff(c, &other, seen_one, &seen), 4);
+  /* in table order */
+  assert_int_equal(seen.n, 4);
+  assert_string_equal(seen.names[0], "topic_prefix");
+  assert_string_equal(seen.names[1], "max_event_bytes");
+  assert_string_equal(seen.names[2], "log_level");
+  assert_string_equal(seen.names[3], "subscribe_mode");
+  assert_int_equal(sb_config_diff(&other, c, NULL, NULL), 4);
+  sb_config_free(&other);
+}
+
+static void test_swap(void **state)
+{
+  struct sb_config *c = *state, other;
+  struct sb_err err;
+  char *secret;
+
+  assert_int_equal(sb_config_copy(&other, c), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "jwt_secret", "new", &err), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "max_queue_bytes", "2048", &err), 0);
+  assert_int_equal(sb_config_set(&other, SB_FORM_DAEMON, "retry_ms", "5", &err), 0);
+  secret = other.jwt_secret;
+  sb_config_swap(c, &other, sb_config_option("jwt_secret"));
+  sb_config_swap(c, &other, sb_config_option("max_queue_bytes"));
+  sb_config_swap(c, &other, sb_config_option("retry_ms"));
+  /* the string changed owner, not content */
+  assert_ptr_equal(c->jwt_secret, secret);
+  assert_string_equal(other.jwt_secret, "");
+  assert_int_equal(c->max_queue_bytes, 2048);
+  assert_int_equal(other.max_queue_bytes, 1048576);
+  assert_int_equal(c->retry_ms, 5);
+  assert_int_equal(other.retry_ms, 1000);
+  assert_int_equal(sb_config_diff(c, &other, NULL, NULL), 3);
+  sb_config_free(&other); /* c's strings stay whole (teardown frees them) */
+  assert_string_equal(c->jwt_secret, "new");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -701,6 +825,10 @@ int main(void)
     T(test_finish_mqtt_tls),
     T(test_finish_cors_wildcard),
     T(test_copy_is_deep),
+    T(test_table_rows),
+    T(test_table_reload),
+    T(test_diff),
+    T(test_swap),
   };
 #undef T
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -57,10 +57,19 @@ static void count_wake(void *ctx)
   ((struct waker *)ctx)->wakes++;
 }
 
+/* The resync event as the server makes it, stamped with a fixed time: the
+ * hub reads no clock. */
+static struct sb_frame *make_resync(void *ctx, const char *last_id, const char *reason)
+{
+  (void)ctx;
+  return sb_event_resync(last_id, reason, (struct timespec){1700000000, 123000000});
+}
+
 static struct sb_hub_opts default_opts(void)
 {
   struct sb_hub_opts o;
   memset(&o, 0, sizeof(o));
+  o.resync = make_resync;
   o.max_connections = 100;
   o.max_connections_per_user = 10;
   o.replay_buffer = 8;
@@ -640,6 +649,29 @@ static void test_replay_unknown_id_resyncs(void **state)
 
   /* resync frames are not counted as replayed events */
   assert_int_equal(load(&f->m.replayed), 3 + 4);
+}
+
+/* The resync event comes from the caller's function, with the time it
+ * stamps; the hub reads no clock. Without one, a replay goes without it. */
+static void test_resync_from_caller(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+
+  start(f);
+  c = reg(f, "u1", "A", "x", &w);
+  assert_string_equal(drain(c), RETRY "data: {\"channel\":\"system\",\"type\":\"resync\","
+                                "\"payload\":{\"lastEventId\":\"x\",\"reason\":"
+                                "\"unknown_last_event_id\"},\"timestamp\":"
+                                "\"2023-11-14T22:13:20.123Z\"}\n\n");
+  sb_hub_free(f->hub);
+  f->o.resync = NULL;
+  start(f);
+  assert_int_equal(publish_history(f), 0);
+  c = reg(f, "u1", "A", "gone", &w);
+  assert_string_equal(drain(c), RETRY EV("e1", "one") EV("e2", "two") EV("e3", "three")
+                                    EV("e5", "five"));
 }
 
 static void test_replay_buffer_capacity(void **state)
@@ -1348,10 +1380,24 @@ static void expect_calls(struct calls *c, int n, ...)
   c->n = 0;
 }
 
+static void add_device(void *ctx, const char *device, size_t connections)
+{
+  assert_int_equal(json_object_set_new(ctx, device, json_integer((json_int_t)connections)), 0);
+}
+
+/* Checks what the hub holds of user, written as the presence JSON
+ * (server/presence.c) would: {"userId","online","connections","devices"}. */
 static void assert_presence(struct fx *f, const char *user, const char *want)
 {
-  json_t *o = sb_hub_presence(f->hub, user);
+  json_t *devices = json_object(), *o;
+  size_t n;
   char *text;
+
+  assert_non_null(devices);
+  n = sb_hub_foreach_device(f->hub, user, add_device, devices);
+  assert_int_equal(n, sb_hub_connection_count(f->hub, user));
+  o = json_pack("{s:s, s:b, s:I, s:o}", "userId", user, "online", n > 0, "connections",
+                (json_int_t)n, "devices", devices);
   assert_non_null(o);
   text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
   assert_non_null(text);
@@ -1522,6 +1568,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_replay_after_last_event_id, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_unknown_id_resyncs, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_truncated_to_queue_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_resync_from_caller, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_capacity, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replay_buffer_zero, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_user_keeps_replay, setup, teardown),
