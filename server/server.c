@@ -488,6 +488,8 @@ static void apply_reload(struct sb_server *b, struct reload *r)
   SWAP_STR(jwt_user_claim);
   SWAP_STR(jwt_cookie);
 #undef SWAP_STR
+  if (b->http)
+    sb__http_reload(b->http);
   b->cfg.jwt_leeway = r->cfg->jwt_leeway;
   b->cfg.auth = r->cfg->auth;
   b->cfg.log_level = r->cfg->log_level;
