@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   FUZZ_CHECK(sb_cors_new(list, &c) == 0 && c, "cannot parse '%s'", list);
   want = reference(list, origin, &any);
   got = sb_cors_match(c, origin);
-  FUZZ_CHECK(got == want, "'%s' for origin '%s': %d, reference %d", list, origin ? origin : "(none)",
-             got, want);
+  FUZZ_CHECK(got == want, "'%s' for origin '%s': %d, reference %d", list,
+             origin ? origin : "(none)", got, want);
   FUZZ_CHECK(sb_cors_any(c) == any, "any %d, reference %d for '%s'", sb_cors_any(c), any, list);
 
   for (const char *p = list; *p;) {

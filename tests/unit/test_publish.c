@@ -118,15 +118,18 @@ static void test_ok_device_becomes_source(void **state)
   (void)state;
   expect_ok("A", "{\"channel\":\"timer\",\"type\":\"t\",\"payload\":{\"m\":1},\"deviceId\":\"a1\"}",
             "sync/A/timer",
-            "{\"channel\":\"timer\",\"type\":\"t\",\"payload\":{\"m\":1},\"sourceDeviceId\":\"a1\"}");
+            "{\"channel\":\"timer\",\"type\":\"t\",\"payload\":{\"m\":1},"
+            "\"sourceDeviceId\":\"a1\"}");
 }
 
 static void test_ok_own_user_id_taken_out(void **state)
 {
   (void)state;
   expect_ok("u1",
-            "{\"userId\":\"u1\",\"deviceId\":\"d:1\",\"channel\":\"c\",\"type\":\"t\",\"payload\":null}",
-            "sync/u1/c", "{\"channel\":\"c\",\"type\":\"t\",\"payload\":null,\"sourceDeviceId\":\"d:1\"}");
+            "{\"userId\":\"u1\",\"deviceId\":\"d:1\",\"channel\":\"c\",\"type\":\"t\","
+            "\"payload\":null}",
+            "sync/u1/c",
+            "{\"channel\":\"c\",\"type\":\"t\",\"payload\":null,\"sourceDeviceId\":\"d:1\"}");
 }
 
 static void test_ok_fields_kept_in_order(void **state)
@@ -137,10 +140,12 @@ static void test_ok_fields_kept_in_order(void **state)
    * whoever receives it from MQTT) */
   expect_ok("u1",
             "{ \"id\": 7, \"type\": \"moved\", \"payload\": [1, 2], \"targetDeviceId\": \"t.2\",\n"
-            "  \"timestamp\": \"2025-01-01T00:00:00Z\", \"deviceId\": \"d_1\", \"channel\": \"c-1\" }",
+            "  \"timestamp\": \"2025-01-01T00:00:00Z\", \"deviceId\": \"d_1\",\n"
+            "  \"channel\": \"c-1\" }",
             "sync/u1/c-1",
             "{\"id\":7,\"type\":\"moved\",\"payload\":[1,2],\"targetDeviceId\":\"t.2\","
-            "\"timestamp\":\"2025-01-01T00:00:00Z\",\"channel\":\"c-1\",\"sourceDeviceId\":\"d_1\"}");
+            "\"timestamp\":\"2025-01-01T00:00:00Z\",\"channel\":\"c-1\","
+            "\"sourceDeviceId\":\"d_1\"}");
 }
 
 static void test_ok_at_the_size_limits(void **state)
@@ -165,7 +170,8 @@ static void test_refuse_not_an_object(void **state)
   /* duplicate keys, and a NUL inside a string, are not taken */
   expect_refused("u1", "{\"deviceId\":\"a\",\"deviceId\":\"b\",\"channel\":\"c\"}",
                  SB_PUBLISH_BAD_REQUEST, "not a JSON object");
-  expect_refused("u1", "{\"deviceId\":\"a\\u0000b\",\"channel\":\"c\",\"type\":\"t\",\"payload\":1}",
+  expect_refused("u1",
+                 "{\"deviceId\":\"a\\u0000b\",\"channel\":\"c\",\"type\":\"t\",\"payload\":1}",
                  SB_PUBLISH_BAD_REQUEST, "not a JSON object");
   expect_refused_n("u1", "{\"channel\":\"c\"}\0", 16, SB_PUBLISH_BAD_REQUEST, "not a JSON object");
 }
@@ -218,8 +224,8 @@ static void test_refuse_source_given(void **state)
 static void test_refuse_event_checks(void **state)
 {
   (void)state;
-  expect_refused("u1", "{\"deviceId\":\"d\",\"channel\":\"c\",\"payload\":1}", SB_PUBLISH_BAD_REQUEST,
-                 "'type' is missing");
+  expect_refused("u1", "{\"deviceId\":\"d\",\"channel\":\"c\",\"payload\":1}",
+                 SB_PUBLISH_BAD_REQUEST, "'type' is missing");
   expect_refused("u1", "{\"deviceId\":\"d\",\"channel\":\"c\",\"type\":\"\",\"payload\":1}",
                  SB_PUBLISH_BAD_REQUEST, "'type'");
   expect_refused("u1", "{\"deviceId\":\"d\",\"channel\":\"c\",\"type\":\"t\"}",
@@ -263,7 +269,8 @@ static void test_refuse_checks_in_order(void **state)
   expect_refused("A", "{\"userId\":\"B\",\"channel\":\"a/b\"}", SB_PUBLISH_BAD_REQUEST, "deviceId");
   expect_refused("A", "{\"userId\":\"B\",\"deviceId\":\"d\",\"channel\":\"a/b\"}",
                  SB_PUBLISH_BAD_REQUEST, "channel");
-  expect_refused("A", "{\"userId\":\"B\",\"deviceId\":\"d\",\"channel\":\"c\",\"sourceDeviceId\":\"x\"}",
+  expect_refused("A",
+                 "{\"userId\":\"B\",\"deviceId\":\"d\",\"channel\":\"c\",\"sourceDeviceId\":\"x\"}",
                  SB_PUBLISH_FORBIDDEN, NULL);
 }
 
