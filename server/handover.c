@@ -20,10 +20,10 @@
 
 /* The phases of a stream's life, and the only moves between them (move()):
  *
- *   NEW ---> SERVED ---> DETACHED ---> ENDING ---> GONE   (the loop frees it)
- *     \      ^  |  \
- *      \     |  v   `--> TAKEN ---> RETURNED ---> GONE    (libmicrohttpd frees it)
- *       `--> PAUSED
+ *   NEW -----> SERVED ---> DETACHED ---> ENDING ---> GONE   (the loop frees it)
+ *    |          ^ |  |
+ *    |          | v  +---> TAKEN ---> RETURNED ---> GONE    (libmicrohttpd frees it)
+ *    +-------> PAUSED
  *
  * and, from every phase that libmicrohttpd holds (all but DETACHED and
  * ENDING), GONE when it frees the stream: it ended, or libmicrohttpd stopped.
@@ -57,8 +57,9 @@ static const unsigned moves[] = {
   [PHASE_GONE] = 0,
 };
 
-static const char *const phase_names[] = {"new",   "served",   "paused",   "taken",
-                                          "detached", "ending", "returned", "gone"};
+static const char *const phase_names[] = {
+  "new", "served", "paused", "taken", "detached", "ending", "returned", "gone",
+};
 
 struct stream;
 
