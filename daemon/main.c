@@ -65,7 +65,8 @@ static void usage(FILE *f)
           "usage: mqtt-sse-bridge [-c FILE] [--OPTION VALUE]...\n"
           "Relays events published on <topic_prefix>/<userId>/<channel> to the SSE\n"
           "connections of that user. FILE holds 'option value' lines; flags override it.\n"
-          "Options are listed in the README (http_port, mqtt_host, auth, jwt_secret...).\n");
+          "Options: man mqtt-sse-bridge, or docs/configuration.md (http_port, mqtt_host,\n"
+          "auth, jwt_secret...).\n");
 }
 
 /* Reads -c FILE first, then applies --key value flags over it. Returns 0, 1
