@@ -164,6 +164,7 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   struct sb_topic t;
   json_error_t jerr;
   json_t *root = NULL, *v;
+  char *exclude = NULL;
   int rc = SB_EINVAL;
   char ts[32];
 
@@ -224,8 +225,15 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
 
   if ((rc = id_field(root, "id", 1, &ev->id, why)) ||
       (rc = id_field(root, "sourceDeviceId", 0, &ev->source, why)) ||
-      (rc = id_field(root, "targetDeviceId", 0, &ev->target, why)))
+      (rc = id_field(root, "targetDeviceId", 0, &ev->target, why)) ||
+      (rc = id_field(root, "excludeDeviceId", 0, &exclude, why)))
     goto error;
+  /* the device left out: excludeDeviceId where given, else the source */
+  if (exclude) {
+    free(ev->source);
+    ev->source = exclude;
+    exclude = NULL;
+  }
 
   rc = SB_ENOMEM;
   if (!(ev->user = strndup(t.user, t.user_len)) ||
@@ -246,6 +254,7 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   return 0;
 
 error:
+  free(exclude);
   json_decref(root);
   sb_event_clear(ev);
   return rc;

@@ -11,7 +11,8 @@
 
 struct sb_frame;
 
-/* Longest id, sourceDeviceId or targetDeviceId accepted, in bytes. */
+/* Longest id, sourceDeviceId, targetDeviceId or excludeDeviceId accepted,
+ * in bytes. */
 #define SB_EVENT_ID_MAX 128
 
 /* Why a message was dropped; each is a label of the dropped counter. */
@@ -47,7 +48,8 @@ struct sb_event {
   char *user;
   char *channel;
   char *id;     /* the publisher's id, or NULL: the caller assigns one */
-  char *source; /* sourceDeviceId or NULL */
+  char *source; /* the device left out: excludeDeviceId where given, else
+                   sourceDeviceId, else NULL (no device is left out) */
   char *target; /* targetDeviceId or NULL */
   char *json;   /* compact JSON of the whole event */
   size_t json_len;
@@ -61,7 +63,9 @@ struct sb_event_error {
 
 /* Parses payload (len bytes) published on topic (topic_len bytes). Returns 0
  * and fills ev, or SB_EINVAL and fills why (ev then holds nothing), or
- * SB_ENOMEM. Pure; any thread. */
+ * SB_ENOMEM. sourceDeviceId and excludeDeviceId are both checked; ev->source
+ * names the one that decides exclusion, while ev->json keeps both fields as
+ * published. Pure; any thread. */
 int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t topic_len,
                    const void *payload, size_t len, struct sb_event *ev,
                    struct sb_event_error *why);

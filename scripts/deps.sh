@@ -11,9 +11,12 @@ PKGS=(build-essential cmake pkg-config
 # RabbitMQ node (its MQTT plugin) that the test starts and stops itself.
 # lintian, dpkg-dev (dpkg-shlibdeps), file (CPack's ELF detection), man-db
 # (man -w) and adduser (the package's Depends): tests/package builds the .deb
-# with cpack, checks it and installs it.
+# with cpack, checks it and installs it. python3-paho-mqtt, python3-venv,
+# python3-pip and python3-mypy: the Python client library's tests (Debian's
+# /usr/bin/python3), its offline install and its strict type check.
 [ "${1:-}" = "--test" ] && PKGS+=(clang libclang-rt-14-dev chromium rabbitmq-server
-                                  lintian dpkg-dev file man-db adduser)
+                                  lintian dpkg-dev file man-db adduser
+                                  python3-paho-mqtt python3-venv python3-pip python3-mypy)
 
 missing=()
 for p in "${PKGS[@]}"; do

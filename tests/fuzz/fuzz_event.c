@@ -150,7 +150,9 @@ static void check_accepted(const struct sb_event_rules *rules, const char *topic
   FUZZ_CHECK(json_is_string(v) && json_string_length(v) > 0, "type is not a non-empty string");
   FUZZ_CHECK(json_object_get(out, "payload"), "payload field is missing");
   check_id(out, "id", ev->id, 1);
-  check_id(out, "sourceDeviceId", ev->source, 0);
+  /* the device left out: excludeDeviceId when given, else sourceDeviceId */
+  v = json_object_get(out, "excludeDeviceId");
+  check_id(out, v && !json_is_null(v) ? "excludeDeviceId" : "sourceDeviceId", ev->source, 0);
   check_id(out, "targetDeviceId", ev->target, 0);
   json_decref(out);
 }

@@ -2,7 +2,9 @@
  *
  * The C cases below cover every rule of the SPEC's SSEEvent table and every
  * drop reason of SB_DROP_MAP; test_data_cases() then runs the directories of
- * tests/data/events/ (topic, payload, expect). */
+ * tests/data/events/ (topic, payload, expect; and, in a case that is ok,
+ * an optional file left_out: the device whose connections do not get the
+ * event, the excludeDeviceId or else the sourceDeviceId, empty for none). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -300,6 +302,144 @@ static void test_nul_in_payload_string_is_valid(void **state)
   /* "\u0000" is valid JSON, and payload may be any JSON value */
   expect_ok("sync/u/c", "{\"type\":\"t\",\"payload\":\"a\\u0000b\"}",
             "{\"type\":\"t\",\"payload\":\"a\\u0000b\",\"channel\":\"c\",\"timestamp\":\"" NOW_TEXT "\"}");
+}
+
+/* Parses payload on sync/u/c, asserts it is accepted, and returns the device
+ * left out (ev->source) as a static copy, or NULL. The JSON must be the
+ * payload as published, with channel and timestamp added. */
+static const char *left_out(const char *payload)
+{
+  static char copy[SB_EVENT_ID_MAX + 1];
+  struct sb_event ev;
+  struct sb_event_error why;
+  const char *ret = NULL;
+
+  if (parse("sync/u/c", payload, &ev, &why) != 0)
+    fail_msg("%s: dropped (%s: %s)", payload, sb_drop_label(why.reason), why.text);
+  if (ev.source) {
+    snprintf(copy, sizeof(copy), "%s", ev.source);
+    ret = copy;
+  }
+  sb_event_clear(&ev);
+  return ret;
+}
+
+static void test_exclude_device(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  const char *payload =
+      "{\"type\":\"started\",\"payload\":1,\"sourceDeviceId\":\"phone\","
+      "\"excludeDeviceId\":\"laptop\"}";
+  (void)state;
+
+  /* excludeDeviceId takes the source's place as the device left out; the
+   * JSON keeps both fields as published */
+  assert_int_equal(parse("sync/alice/timer", payload, &ev, &why), 0);
+  assert_string_equal(ev.source, "laptop");
+  assert_null(ev.target);
+  assert_string_equal(ev.json, "{\"type\":\"started\",\"payload\":1,\"sourceDeviceId\":\"phone\","
+                               "\"excludeDeviceId\":\"laptop\",\"channel\":\"timer\","
+                               "\"timestamp\":\"" NOW_TEXT "\"}");
+  sb_event_clear(&ev);
+
+  /* without a source */
+  assert_string_equal(left_out("{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"tv\"}"), "tv");
+  /* before the source in the object: the same */
+  assert_string_equal(
+      left_out("{\"excludeDeviceId\":\"tv\",\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"p\"}"),
+      "tv");
+  /* the same device as the source */
+  assert_string_equal(
+      left_out("{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"p\",\"excludeDeviceId\":\"p\"}"),
+      "p");
+  /* null counts as absent: the source is left out, or nobody */
+  assert_string_equal(
+      left_out("{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"p\",\"excludeDeviceId\":null}"),
+      "p");
+  assert_null(left_out("{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":null}"));
+  assert_null(left_out("{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":null,"
+                       "\"excludeDeviceId\":null}"));
+  /* with a source of null, excludeDeviceId still decides */
+  assert_string_equal(
+      left_out("{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":null,\"excludeDeviceId\":\"x\"}"),
+      "x");
+  /* any characters but control characters, as the other device ids */
+  assert_string_equal(left_out("{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"a b\\u00e9\"}"),
+                      "a b\xc3\xa9");
+  /* the name is case-sensitive: another field, carried along */
+  assert_string_equal(
+      left_out("{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"p\",\"ExcludeDeviceId\":\"x\"}"),
+      "p");
+}
+
+static void test_exclude_device_with_target(void **state)
+{
+  struct sb_event ev;
+  struct sb_event_error why;
+  (void)state;
+
+  /* targeting still wins (hub.c): both are kept for it to decide */
+  assert_int_equal(parse("sync/u/c",
+                         "{\"type\":\"t\",\"payload\":1,\"targetDeviceId\":\"tab\","
+                         "\"excludeDeviceId\":\"tab\",\"sourceDeviceId\":\"s\",\"id\":\"e1\"}",
+                         &ev, &why),
+                   0);
+  assert_string_equal(ev.target, "tab");
+  assert_string_equal(ev.source, "tab");
+  assert_string_equal(ev.id, "e1");
+  sb_event_clear(&ev);
+}
+
+static void test_exclude_device_longest(void **state)
+{
+  char payload[512], id128[129], id129[130];
+  (void)state;
+
+  memset(id128, 'x', 128);
+  id128[128] = '\0';
+  memset(id129, 'x', 129);
+  id129[129] = '\0';
+  snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"%s\"}",
+           id128);
+  assert_string_equal(left_out(payload), id128);
+  snprintf(payload, sizeof(payload), "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"%s\"}",
+           id129);
+  expect_drop("sync/u/c", payload, SB_DROP_BAD_ID);
+}
+
+static void test_drop_bad_exclude_device(void **state)
+{
+  (void)state;
+  /* wrong JSON type: bad_field; an integer is not a device id */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":5}", SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":false}",
+              SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":[\"a\"]}",
+              SB_DROP_BAD_FIELD);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":{}}", SB_DROP_BAD_FIELD);
+  /* bad value: bad_id */
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"\"}", SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"a\\nb\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"a\\u007f\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"a\\u0000b\"}",
+              SB_DROP_BAD_ID);
+  /* a good excludeDeviceId does not excuse a bad source, nor the reverse */
+  expect_drop("sync/u/c",
+              "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"\",\"excludeDeviceId\":\"x\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c",
+              "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":\"p\",\"excludeDeviceId\":\"\\t\"}",
+              SB_DROP_BAD_ID);
+  expect_drop("sync/u/c",
+              "{\"type\":\"t\",\"payload\":1,\"sourceDeviceId\":7,\"excludeDeviceId\":\"x\"}",
+              SB_DROP_BAD_FIELD);
+  /* a key given twice */
+  expect_drop("sync/u/c",
+              "{\"type\":\"t\",\"payload\":1,\"excludeDeviceId\":\"a\",\"excludeDeviceId\":\"b\"}",
+              SB_DROP_NOT_JSON);
 }
 
 /* ---- drops ---------------------------------------------------------------- */
@@ -620,7 +760,7 @@ static void test_event_clear(void **state)
   (void)state;
 
   assert_int_equal(parse("sync/u/c", "{\"type\":\"t\",\"payload\":1,\"id\":\"i\",\"sourceDeviceId\":"
-                                     "\"s\",\"targetDeviceId\":\"x\"}",
+                                     "\"s\",\"targetDeviceId\":\"x\",\"excludeDeviceId\":\"e\"}",
                          &ev, &why),
                    0);
   sb_event_clear(&ev);
@@ -676,8 +816,8 @@ static int cmp_names(const void *a, const void *b)
 /* Runs one case directory. Returns NULL if it passed, else a heap message. */
 static char *run_case(const char *dir, const char *name)
 {
-  char *topic = NULL, *payload = NULL, *expect = NULL, *prefix = NULL, *msg = NULL;
-  size_t topic_len = 0, payload_len = 0, expect_len = 0, prefix_len = 0;
+  char *topic = NULL, *payload = NULL, *expect = NULL, *prefix = NULL, *out = NULL, *msg = NULL;
+  size_t topic_len = 0, payload_len = 0, expect_len = 0, prefix_len = 0, out_len = 0;
   struct sb_event ev;
   struct sb_event_error why;
   struct sb_event_rules r;
@@ -694,6 +834,8 @@ static char *run_case(const char *dir, const char *name)
   chomp(expect, &expect_len);
   if ((prefix = slurp(dir, "prefix", &prefix_len)))
     chomp(prefix, &prefix_len);
+  if ((out = slurp(dir, "left_out", &out_len)))
+    chomp(out, &out_len);
   r = rules(prefix ? prefix : "sync", 1024);
 
   rc = sb_event_parse(&r, topic, topic_len, payload, payload_len, &ev, &why);
@@ -715,6 +857,10 @@ static char *run_case(const char *dir, const char *name)
     } else if (strcmp(ev.json, expect + 3) != 0 || ev.json_len != strlen(expect + 3)) {
       if (asprintf(&msg, "%s: got\n  %s\nwant\n  %s", name, ev.json, expect + 3) < 0)
         msg = NULL;
+    } else if (out && (out_len ? !ev.source || strcmp(ev.source, out) != 0 : ev.source != NULL)) {
+      if (asprintf(&msg, "%s: the device left out is '%s', want '%s'", name,
+                   ev.source ? ev.source : "(none)", out_len ? out : "(none)") < 0)
+        msg = NULL;
     }
     sb_event_clear(&ev);
   } else if (asprintf(&msg, "%s: expect must be 'drop <reason>' or 'ok' and a JSON line", name) < 0)
@@ -725,6 +871,7 @@ done:
   free(payload);
   free(expect);
   free(prefix);
+  free(out);
   return msg;
 }
 
@@ -790,6 +937,10 @@ int main(void)
     cmocka_unit_test(test_valid_ids_and_devices),
     cmocka_unit_test(test_valid_timestamps_kept),
     cmocka_unit_test(test_nul_in_payload_string_is_valid),
+    cmocka_unit_test(test_exclude_device),
+    cmocka_unit_test(test_exclude_device_with_target),
+    cmocka_unit_test(test_exclude_device_longest),
+    cmocka_unit_test(test_drop_bad_exclude_device),
     cmocka_unit_test(test_drop_bad_topic),
     cmocka_unit_test(test_drop_too_large),
     cmocka_unit_test(test_drop_not_json),
