@@ -165,22 +165,26 @@ export class Hub {
     // what it does not send is gone
     presence.beginSync();
     const client = this.#client;
-    client.subscribe(presence.filter, { qos: 1 }, (err) => {
-      if (err) {
-        this.#lastError = err;
-        this.#start?.reject(new HubError('refused', `connectHub: the broker refused the subscription to ` +
-          `${presence.filter} (${why(err)}): let this client read the presence topics, or set presencePrefix ''`,
-          { cause: err }));
-        return;
-      }
-      // The retained messages follow the SUBACK; the answer to a later
-      // request follows them (a barrier: unsubscribing a topic never
-      // subscribed changes nothing).
-      client.unsubscribe(`${presence.prefix}/.mqtt-sse-bridge-sync`, () => {
-        if (!client.connected) return;
-        presence.endSync();
-        this.#start?.resolve();
-      });
+    let refused = false;
+    // QoS 0: the broker sends the retained messages at once, right after the
+    // SUBACK (at QoS 1, those beyond its in-flight window would queue behind
+    // what follows)
+    client.subscribe(presence.filter, { qos: 0 }, (err, granted) => {
+      const denied = !err && (granted || []).some((g) => g.qos >= 0x80);
+      if (!err && !denied) return;
+      refused = true;
+      const cause = err || new Error(`the broker granted ${presence.filter} no QoS`);
+      this.#lastError = cause;
+      this.#start?.reject(new HubError('refused', `connectHub: the broker refused the subscription to ` +
+        `${presence.filter} (${why(cause)}): let this client read the presence topics (the broker's ACL), ` +
+        "or set presencePrefix ''", { cause }));
+    });
+    // A barrier: the answer to the next request follows those retained
+    // messages (unsubscribing a filter never subscribed changes nothing).
+    client.unsubscribe(`${presence.prefix}/.mqtt-sse-bridge-sync`, () => {
+      if (refused || !client.connected) return;
+      presence.endSync();
+      this.#start?.resolve();
     });
   }
 
@@ -271,8 +275,10 @@ export class Hub {
 
   /**
    * Sends event to every SSE connection of userId, except those of the
-   * device left out: excludeDeviceId when given, else the event's
-   * sourceDeviceId. Resolves when the broker has it.
+   * device left out: excludeDeviceId when given (it goes on the wire as the
+   * event's excludeDeviceId), else the event's sourceDeviceId. The event goes
+   * without any targetDeviceId (to all devices: sendToDevice targets one).
+   * Resolves when the broker has it.
    * @template T
    * @param {string} userId @param {OutgoingEvent<T>} event @param {string | null} [excludeDeviceId]
    * @returns {Promise<void>}
@@ -285,10 +291,7 @@ export class Hub {
     }
     const { topic, json } = prepareEvent(this.#context(what), userId, event, (wire) => {
       delete wire.targetDeviceId; // to all of the user's devices
-      if (excludeDeviceId === undefined || excludeDeviceId === null) return;
-      // the bridge leaves out the source anyway: the field only when it says another device
-      if (excludeDeviceId === wire.sourceDeviceId) delete wire.excludeDeviceId;
-      else wire.excludeDeviceId = excludeDeviceId;
+      if (excludeDeviceId !== undefined && excludeDeviceId !== null) wire.excludeDeviceId = excludeDeviceId;
     });
     return this.#send(what, topic, json);
   }
@@ -341,6 +344,20 @@ export class Hub {
    */
   isUserConnected(userId) {
     return this.#table('isUserConnected').count(userId) > 0;
+  }
+
+  /**
+   * The user's open SSE connections per device id, over every bridge
+   * instance that is online ({} when none). Synchronous.
+   * @param {string} userId @returns {Record<string, number>}
+   */
+  getDevices(userId) {
+    return this.#table('getDevices').devices(userId);
+  }
+
+  /** Whether the MQTT connection is up now (it comes back by itself after a loss). */
+  get connected() {
+    return this.#client.connected && !this.#closing;
   }
 
   /**

@@ -15,17 +15,24 @@
 // its topic's last level, and then its instance's status is the topic above.
 // A record counts while that status says online with the record's instance
 // and run (`started`); the records an instance left when it crashed, or of an
-// earlier run, do not.
+// earlier run, do not. Instances that share one P (not what the README
+// advises: they overwrite each other's records) overwrite each other's status
+// too: a record whose instance has no status there while another instance's
+// does is counted (its instance may well run). The same rules as the Python
+// library's (clients/python, presence.py).
 
-/** @typedef {{ instance: string, online: boolean, started: string, gen: number }} Status */
+/** @typedef {{ online: boolean, started: string | null, gen: number }} Status */
 /** @typedef {{ userId: string, statusTopic: string, instance: string, started: string,
  *              connections: number, devices: Record<string, number>, gen: number }} UserRecord */
+
+/** @param {unknown} v @returns {v is number} a count: a non-negative integer */
+const isCount = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 export class PresenceTable {
   /** @param {string} prefix the root every instance's presence_prefix is, or starts with */
   constructor(prefix) {
     this.prefix = prefix;
-    /** @type {Map<string, Status>} status by topic */
+    /** @type {Map<string, Map<string, Status>>} the statuses seen on a topic, by instance */
     this.statuses = new Map();
     /** @type {Map<string, UserRecord>} record by topic */
     this.records = new Map();
@@ -52,8 +59,11 @@ export class PresenceTable {
   update(topic, payload) {
     if (!this.covers(topic)) return;
     const text = typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8');
-    this.#forget(topic);
-    if (text.length === 0) return;
+    this.#forgetRecord(topic);
+    if (text.length === 0) {
+      this.statuses.delete(topic);
+      return;
+    }
     /** @type {unknown} */
     let msg;
     try {
@@ -64,30 +74,31 @@ export class PresenceTable {
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return;
     const o = /** @type {Record<string, unknown>} */ (msg);
     const { instance, started } = o;
-    if (typeof instance !== 'string' || typeof started !== 'string') return;
+    if (typeof instance !== 'string') return;
     if (typeof o.userId === 'string') {
       const suffix = '/' + o.userId;
       const statusTopic = topic.slice(0, -suffix.length);
       const connections = o.connections;
-      if (!topic.endsWith(suffix) || !this.covers(statusTopic) ||
-          typeof connections !== 'number' || !Number.isSafeInteger(connections) || connections < 0) return;
+      if (!topic.endsWith(suffix) || !this.covers(statusTopic) || typeof started !== 'string' ||
+          !isCount(connections) || o.online === false) return;
       /** @type {Record<string, number>} */
       const devices = {};
       if (o.devices && typeof o.devices === 'object') {
-        for (const [d, n] of Object.entries(o.devices)) if (typeof n === 'number') devices[d] = n;
+        for (const [d, n] of Object.entries(o.devices)) if (isCount(n) && n > 0) devices[d] = n;
       }
       this.records.set(topic, { userId: o.userId, statusTopic, instance, started, connections, devices, gen: this.gen });
       let topics = this.byUser.get(o.userId);
       if (!topics) this.byUser.set(o.userId, (topics = new Set()));
       topics.add(topic);
     } else if (typeof o.online === 'boolean') {
-      this.statuses.set(topic, { instance, online: o.online, started, gen: this.gen });
+      let seen = this.statuses.get(topic);
+      if (!seen) this.statuses.set(topic, (seen = new Map()));
+      seen.set(instance, { online: o.online, started: typeof started === 'string' ? started : null, gen: this.gen });
     }
   }
 
-  /** Forgets what topic held (one retained message: a status or a record). */
-  #forget(/** @type {string} */ topic) {
-    this.statuses.delete(topic);
+  /** Forgets the record topic held. */
+  #forgetRecord(/** @type {string} */ topic) {
     const rec = this.records.get(topic);
     if (!rec) return;
     this.records.delete(topic);
@@ -105,14 +116,20 @@ export class PresenceTable {
 
   /** The broker has delivered its retained messages again: forgets those it no longer holds. */
   endSync() {
-    for (const [topic, s] of this.statuses) if (s.gen < this.gen) this.statuses.delete(topic);
-    for (const [topic, r] of this.records) if (r.gen < this.gen) this.#forget(topic);
+    for (const [topic, seen] of this.statuses) {
+      for (const [instance, s] of seen) if (s.gen < this.gen) seen.delete(instance);
+      if (seen.size === 0) this.statuses.delete(topic);
+    }
+    for (const [topic, r] of this.records) if (r.gen < this.gen) this.#forgetRecord(topic);
   }
 
   /** Whether rec belongs to the current run of an instance that is online. */
   current(/** @type {UserRecord} */ rec) {
-    const s = this.statuses.get(rec.statusTopic);
-    return !!s && s.online && s.instance === rec.instance && s.started === rec.started;
+    const seen = this.statuses.get(rec.statusTopic);
+    if (!seen || seen.size === 0) return false; // no instance announces itself there
+    const s = seen.get(rec.instance);
+    if (!s) return true; // a prefix shared with another instance, which wrote last
+    return s.online && s.started === rec.started;
   }
 
   /** The user's current records, one per instance that holds connections of theirs. */
@@ -122,6 +139,16 @@ export class PresenceTable {
     for (const topic of this.byUser.get(userId) || []) {
       const rec = this.records.get(topic);
       if (rec && this.current(rec)) out.push(rec);
+    }
+    return out;
+  }
+
+  /** The user's connections per device over every current instance. */
+  devices(/** @type {string} */ userId) {
+    /** @type {Record<string, number>} */
+    const out = {};
+    for (const rec of this.recordsOf(userId)) {
+      for (const [d, n] of Object.entries(rec.devices)) out[d] = (out[d] || 0) + n;
     }
     return out;
   }

@@ -96,8 +96,7 @@ describe(`mqtt-sse-bridge/server with the bridge's ${FORM} form`, () => {
     await hub.broadcast(user, event, 'd1');
     for (const s of [d2, d3]) {
       const got = await s.waitFor((e) => e.type === 'started', 10000, 'the broadcast');
-      assert.deepEqual(got, event); // as published: channel, type, payload, source, timestamp
-      assert.equal('excludeDeviceId' in got, false, 'excludeDeviceId equal to the source is left off the wire');
+      assert.deepEqual(got, { ...event, excludeDeviceId: 'd1' }); // as published, with the device left out
     }
     assert.deepEqual(await fence(user, [d1, d2, d3], 'started'), ['d2@' + primaryPort, 'd3@' + secondary.port]);
     // the other user got nothing of it
@@ -161,6 +160,8 @@ describe(`mqtt-sse-bridge/server with the bridge's ${FORM} form`, () => {
     const s1 = await stream(secondary.port, 'laptop', user);
     await waitCount(user, 3, 'two on the primary, one on the secondary');
     assert.equal(hub.isUserConnected(user), true);
+    assert.deepEqual(hub.getDevices(user), { phone: 2, laptop: 1 });
+    assert.equal(hub.connected, true);
     assert.equal(count('cnt-other'), 1);
     // a hub connected now has the counts as soon as connectHub resolves
     const fresh = await connectHub({ url: broker.url, presencePrefix: 'presence', clientId: 'hub-fresh' });
@@ -178,6 +179,7 @@ describe(`mqtt-sse-bridge/server with the bridge's ${FORM} form`, () => {
     s1.close();
     await waitCount(user, 0, 'all gone');
     assert.equal(hub.isUserConnected(user), false);
+    assert.deepEqual(hub.getDevices(user), {});
     assert.equal(count('cnt-other'), 1);
     bystander.close();
     await waitCount('cnt-other', 0, 'the bystander gone');
@@ -388,6 +390,7 @@ describe('a broker that is down or misbehaves', () => {
     try {
       await h.broadcast('down-user', createSSEEvent('timer', 'before', {}));
       await b.stop();
+      await waitUntil(() => !h.connected, 5000, 'the hub to see the broker gone');
       const t0 = Date.now();
       await assert.rejects(h.broadcast('down-user', createSSEEvent('timer', 'during', {})), (err) => {
         assert.equal(err.code, 'not_connected');

@@ -58,16 +58,38 @@ test("an instance's will (offline) takes its records out; its next run brings th
   assert.equal(p.count('u1'), 2);
 });
 
-test('a record of another instance than the status names, or with no status at all, is stale', () => {
+test('a record with no status beside it is stale; a cleared status takes its records out', () => {
   const p = new PresenceTable('presence');
   p.update('presence/web1/u1', record('u1', { phone: 1 }, 'web1:8080', S1));
   assert.equal(p.count('u1'), 0); // no status yet
-  p.update('presence/web1', status('other:9090', true, S1));
-  assert.equal(p.count('u1'), 0);
   p.update('presence/web1', status('web1:8080', true, S1));
   assert.equal(p.count('u1'), 1);
   p.update('presence/web1', Buffer.alloc(0)); // status cleared
   assert.equal(p.count('u1'), 0);
+});
+
+test('instances that share one prefix: each one\'s records count while its own status (if seen) says so', () => {
+  const p = new PresenceTable('presence');
+  p.update('presence', status('web1:8080', true, S1));
+  p.update('presence/u1', record('u1', { phone: 1 }, 'web1:8080', S1));
+  p.update('presence/u2', record('u2', { tab: 1 }, 'web2:8080', S1)); // web2 wrote no status we saw
+  assert.equal(p.count('u1'), 1);
+  assert.equal(p.count('u2'), 1);
+  p.update('presence', status('web2:8080', true, S2)); // web2 overwrites the retained status
+  assert.equal(p.count('u1'), 1); // web1's status seen live still holds
+  assert.equal(p.count('u2'), 0); // web2's record is of another run than its status
+  p.update('presence', status('web1:8080', false, S1)); // web1's will
+  assert.equal(p.count('u1'), 0);
+});
+
+test('devices: per device over every current instance', () => {
+  const p = new PresenceTable('presence');
+  p.update('presence/web1', status('web1:8080', true, S1));
+  p.update('presence/web2', status('web2:8080', true, S1));
+  p.update('presence/web1/u1', record('u1', { phone: 1, laptop: 1 }, 'web1:8080', S1));
+  p.update('presence/web2/u1', record('u1', { laptop: 2 }, 'web2:8080', S1));
+  assert.deepEqual(p.devices('u1'), { phone: 1, laptop: 3 });
+  assert.deepEqual(p.devices('u9'), {});
 });
 
 test('the order of arrival does not matter (retained messages come in any order)', () => {
@@ -86,6 +108,7 @@ test('what is not presence is left aside', () => {
     ['presence/u1', '{"userId":"u1","connections":-1,"instance":"web1:8080","started":"' + S1 + '"}'],
     ['presence/u1', '{"userId":"u1","connections":1.5,"instance":"web1:8080","started":"' + S1 + '"}'],
     ['presence/u1', '{"userId":"u1","connections":1}'],
+    ['presence/u1', '{"userId":"u1","online":false,"connections":1,"instance":"web1:8080","started":"' + S1 + '"}'],
     ['elsewhere/u1', record('u1', { a: 1 }, 'web1:8080', S1)],
     ['presenceX/u1', record('u1', { a: 1 }, 'web1:8080', S1)],
   ]) {

@@ -20,7 +20,7 @@ export interface OutgoingEvent<T = unknown> {
   timestamp?: string;
   /** The device that caused it: its connections do not get it (unless excludeDeviceId names another). */
   sourceDeviceId?: string;
-  /** Set by sendToDevice; broadcast leaves it out. */
+  /** Set by sendToDevice; broadcast sends the event without it. */
   targetDeviceId?: string;
   /** Set by broadcast's third argument. */
   excludeDeviceId?: string;
@@ -75,9 +75,9 @@ export class HubError extends Error {
 /** A connection to the broker that publishes events for the bridges and reads their presence. */
 export interface Hub {
   /** Sends event to every SSE connection of userId, on every bridge instance, except those of
-   *  one device: excludeDeviceId when given (on the wire as `excludeDeviceId` when it differs
-   *  from the event's sourceDeviceId), else the event's sourceDeviceId. Published at QoS 1,
-   *  not retained, to <topicPrefix>/<userId>/<event.channel>; resolves on the broker's
+   *  one device: excludeDeviceId when given (on the wire as the event's `excludeDeviceId`),
+   *  else the event's sourceDeviceId; without any targetDeviceId. Published at QoS 1, not
+   *  retained, to <topicPrefix>/<userId>/<event.channel>; resolves on the broker's
    *  acknowledgement; rejects with a HubError, and publishes nothing, for what the bridge
    *  would drop. */
   broadcast<T>(userId: string, event: OutgoingEvent<T>, excludeDeviceId?: string | null): Promise<void>;
@@ -89,6 +89,11 @@ export interface Hub {
   getConnectionCount(userId: string): number;
   /** Whether getConnectionCount(userId) > 0. Synchronous. */
   isUserConnected(userId: string): boolean;
+  /** The user's open SSE connections per device id over every bridge instance that is online
+   *  ({} when none). Synchronous. */
+  getDevices(userId: string): Record<string, number>;
+  /** Whether the MQTT connection is up now (it comes back by itself after a loss). */
+  readonly connected: boolean;
   /** Waits for the events on their way (each settles within publishTimeout), rejects calls
    *  still waiting for a connection, and disconnects. Idempotent. */
   close(): Promise<void>;
