@@ -133,7 +133,11 @@ export class Hub {
     return /** @type {Promise<void>} */ (new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#start = null;
-        reject(this.#notConnected('connectHub'));
+        reject(this.#client.connected && this.#presence
+          ? new HubError('not_connected', `connectHub: connected to ${this.#s.url}, but the retained presence ` +
+            `under ${this.#presence.filter} did not come within ${this.#s.connectTimeout} ms: raise ` +
+            "connectTimeout, or set presencePrefix '' for no presence")
+          : this.#notConnected('connectHub'));
       }, this.#s.connectTimeout);
       this.#start = {
         resolve: () => { clearTimeout(timer); this.#start = null; resolve(); },
