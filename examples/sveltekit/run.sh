@@ -31,7 +31,9 @@ command -v node >/dev/null || { echo "node not found: the example wants Node.js 
 bridge_bin=${SB_BRIDGE_BIN:-$root/build/bridge/mqtt-sse-bridge}
 plugin_so=${SB_PLUGIN_SO:-$root/build/plugin/mosquitto_sse.so}
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-if [ ! -x "$mosquitto" ] || [ ! -x "$bridge_bin" ] || [ ! -f "$plugin_so" ]; then
+need=$bridge_bin
+[ "$form" = plugin ] && need=$plugin_so
+if [ ! -x "$mosquitto" ] || [ ! -f "$need" ]; then
   if [ ! -x "$mosquitto" ] || ! command -v cmake >/dev/null; then
     "$root/scripts/deps.sh"
     mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -96,6 +98,7 @@ bridge_opts=(
   echo "listener $MQTT_PORT 127.0.0.1"
   echo "allow_anonymous true"
   echo "persistence false"
+  echo "connection_messages false"
   echo "user $(id -un)" # as root, mosquitto would switch to the user 'mosquitto'
   if [ "$form" = plugin ]; then
     echo "plugin $plugin_so"
