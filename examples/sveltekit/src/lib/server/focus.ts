@@ -234,5 +234,3 @@ export function parseDevice(body: Record<string, unknown>): Device {
   const deviceId = checkDeviceId(body.deviceId);
   return { deviceId, deviceName: checkText(body.deviceName ?? deviceId, 'deviceName', 64) };
 }
-
-export { checkText };
