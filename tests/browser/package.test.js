@@ -38,7 +38,7 @@ describe('the npm package installs from its tarball into a Vite app and builds',
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('npm pack gives a tarball of the client, its declarations and README, nothing else', () => {
+  it('npm pack gives a tarball of the client, the server library, their declarations and README, nothing else', () => {
     const out = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], PACKAGE));
     packed = out[0];
     tarball = path.join(tmp, packed.filename);
@@ -49,11 +49,20 @@ describe('the npm package installs from its tarball into a Vite app and builds',
     assert.deepEqual(files, [
       'README.md', 'package.json',
       'src/client/device.js', 'src/client/index.js', 'src/client/sse-client.js',
+      'src/server/event.js', 'src/server/hub.js', 'src/server/index.js', 'src/server/presence.js',
       'types/client/device.d.ts', 'types/client/index.d.ts', 'types/client/sse-client.d.ts',
+      'types/event.d.ts', 'types/server/index.d.ts',
     ]);
     const manifest = JSON.parse(fs.readFileSync(path.join(PACKAGE, 'package.json'), 'utf8'));
     assert.equal(manifest.type, 'module');
-    assert.deepEqual(manifest.dependencies || {}, {}, 'no runtime dependencies');
+    // mqtt.js is the server library's only dependency; the browser client
+    // imports nothing outside its own folder (no runtime dependency)
+    assert.deepEqual(manifest.dependencies || {}, { mqtt: '5.16.0' });
+    for (const f of ['device.js', 'index.js', 'sse-client.js']) {
+      const src = fs.readFileSync(path.join(PACKAGE, 'src/client', f), 'utf8');
+      for (const m of src.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+['"]([^'"]+)['"]/gm))
+        assert.ok(m[1].startsWith('./'), `src/client/${f} imports ${m[1]}`);
+    }
     assert.deepEqual(manifest.exports['./client'],
       { types: './types/client/index.d.ts', default: './src/client/index.js' });
   });
