@@ -63,39 +63,41 @@ def send_while_reading(sock, head, pieces, timeout=30):
     """Sends head and then each bytes of the iterable pieces on the connected
     sock (plain or TLS), reading what comes back all the while, as a browser
     does: an answer that comes before the body is all sent is read, not lost
-    to a reset. One thread (select), so a TLS socket is never used by two.
-    Sending stops at an error; reading stops at the end of the first answer,
-    the peer's close or the timeout. Returns (the bytes read, the send error
-    or None, the read error or None)."""
+    to a reset, and the whole body is sent all the same. One thread (select),
+    so a TLS socket is never used by two. Sending stops at an error; reading
+    stops at the end of the first answer, the peer's close or an error;
+    both stop at the timeout. Returns (the bytes read, the send error or
+    None, the read error or None)."""
     sock.setblocking(False)
     out = bytearray(head)
     pieces = iter(pieces)
     reply = bytearray()
     send_error = read_error = None
-    sending = True
+    sending = reading = True
     deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
+    while (sending or reading) and time.monotonic() < deadline:
         if sending and not out:
             piece = next(pieces, None)
             if piece is None:
                 sending = False
-            else:
-                out += piece
-        readable, writable, _ = select.select([sock], [sock] if sending else [], [], 0.1)
-        if readable or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                continue
+            out += piece
+        readable, writable, _ = select.select([sock] if reading else [],
+                                              [sock] if sending else [], [], 0.1)
+        if reading and (readable or (isinstance(sock, ssl.SSLSocket) and sock.pending())):
             try:
                 chunk = sock.recv(65536)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 chunk = None
             except OSError as e:
                 read_error = e
-                break
+                reading = False
+                chunk = None
             if chunk == b"":
-                break
-            if chunk:
+                reading = False
+            elif chunk:
                 reply += chunk
-                if answer_complete(reply):
-                    break
+                reading = not answer_complete(reply)
         if writable and out:
             try:
                 del out[:sock.send(out[:262144])]

@@ -245,9 +245,11 @@ class Https(HttpsCase):
                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
         raw = socket.create_connection(("127.0.0.1", self.bridge.port), timeout=scaled(5))
         with self.ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            reply, _, _ = send_while_reading(s, head, [body[i:i + 65536]
-                                                       for i in range(0, len(body), 65536)])
+            reply, send_error, _ = send_while_reading(s, head, [body[i:i + 65536]
+                                                                for i in range(0, len(body),
+                                                                               65536)])
         self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
+        self.assertIsNone(send_error, "the bridge did not take the whole body")
         self.assertEqual(self.bridge.healthz().status, 200)
 
     def test_bad_files_stop_the_start(self):
