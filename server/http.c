@@ -28,6 +28,8 @@
 #define CONN_MEMORY_LIMIT (32 * 1024)
 #endif
 #define REQUEST_TIMEOUT_S 30
+/* HTTPS: GnuTLS's defaults but TLS 1.2 and 1.3 only. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct sb__http {
   struct sb__http_env env;
@@ -202,7 +204,8 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *e
    * socket down, which lets a stream outlive its connection (handover.h) */
   unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   const union MHD_DaemonInfo *info;
-  struct MHD_OptionItem tls_opts[] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+  struct MHD_OptionItem tls_opts[] = {
+      {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
   int tls = *env->cfg->http_tls_cert != '\0';
 
   if (!h)
@@ -218,6 +221,7 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *e
     flags |= MHD_USE_TLS;
     /* The pair comes from select_cert, so that a reload can swap it. */
     tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)select_cert};
+    tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, TLS_PRIORITIES};
   }
   if (sb_cors_new(env->cfg->cors_origins, &h->cors) ||
       !(h->ho = sb__handover_new(env->hub, env->log, env->epfd, tls)) ||
@@ -294,9 +298,8 @@ void sb__http_reload(struct sb__http *h, struct sb__tls **tls)
     sb__tls_unref(old); /* connections that hold it keep it until they end */
     SB_LOG(h->env.log, SB_LOG_NOTICE, "[HTTP] Reload: HTTPS with %s", sb__tls_describe(h->tls));
   } else if (h->tls || *tls) {
-    SB_LOG(h->env.log, SB_LOG_WARNING,
-           "[SSE] Reload: http_tls_cert %s; HTTPS goes %s on restart",
-           h->tls ? "is no longer set" : "is set", h->tls ? "off" : "on");
+    SB_LOG(h->env.log, SB_LOG_WARNING, "[SSE] Reload: http_tls_cert changed; HTTPS %s on restart",
+           h->tls ? "goes off" : "comes on");
   }
   if (sb_cors_new(h->env.cfg->cors_origins, &cors)) {
     SB_LOG(h->env.log, SB_LOG_WARNING,

@@ -110,8 +110,9 @@ static void describe(struct sb__tls *t)
     end = gnutls_x509_crt_get_expiration_time(crt);
     if (end != (time_t)-1 && gmtime_r(&end, &tm))
       strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    snprintf(t->about, sizeof(t->about), "%.80s, serial %.40s, valid until %s",
-             dn.data ? (const char *)dn.data : "?", hex, until);
+    snprintf(t->about, sizeof(t->about), "%.80s, serial %.40s, %s %s",
+             dn.data ? (const char *)dn.data : "?", hex,
+             end != (time_t)-1 && end < time(NULL) ? "EXPIRED since" : "valid until", until);
   }
   gnutls_free(dn.data);
   gnutls_x509_crt_deinit(crt);

@@ -182,6 +182,11 @@ class Https(HttpsCase):
         wrong = client_context(other.make_ca("other-root"))
         with self.assertRaises(ssl.SSLCertVerificationError):
             peer_fingerprint(self.bridge.port, wrong)
+        # TLS 1.2 is served as well as 1.3
+        tls12 = client_context(self.ca)
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.assertEqual(peer_fingerprint(self.bridge.port, tls12),
+                         fingerprint_of_file(self.pair1[0]))
         # nor does a name that the certificate does not hold pass
         with self.assertRaises(ssl.SSLCertVerificationError):
             peer_fingerprint(self.bridge.port, self.ctx, hostname="example.org")
