@@ -14,7 +14,7 @@
  *
  * Over HTTPS every stream stays with libmicrohttpd that way: it holds the
  * TLS session, so the loop cannot write to the socket. Its socket is still
- * watched for a hang-up; a stream cut (a slow reader, a stop) has its socket
+ * watched for a hang-up; a stream cut off (a slow reader) has its socket
  * shut down, which libmicrohttpd sees at its next write.
  *
  * The loop's epoll watches each stream's socket for a hang-up (EPOLLRDHUP),

@@ -124,7 +124,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     return route(h, &q, url, method); /* the body was read after all */
   }
   ok = route(h, &q, url, method);
-  answered_early(h, &q);
+  /* not a GET: its stream outlives libmicrohttpd's connection (handover.h) */
+  if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+    answered_early(h, &q);
   return ok;
 }
 
