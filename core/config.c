@@ -31,6 +31,9 @@ static const struct sb_option opts[] = {
   {"sse_path", STR, F(sse_path), 0, 0, SB_CHECK_PATH, BOTH, RESTART, "/api/sse"},
   {"web_root", STR, F(web_root), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
   {"cors_origins", STR, F(cors_origins), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  /* APPLY: a reload reads both files again (server.c), even when unchanged */
+  {"http_tls_cert", STR, F(http_tls_cert), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"http_tls_key", STR, F(http_tls_key), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
   {"topic_prefix", STR, F(topic_prefix), 0, 0, SB_CHECK_PREFIX, BOTH, RESTART, "sync"},
   {"heartbeat_interval", INT, F(heartbeat_interval), 1, 3600, SB_CHECK_NONE, BOTH, HUB, "25"},
   {"retry_ms", INT, F(retry_ms), 0, 3600000, SB_CHECK_NONE, BOTH, HUB, "1000"},
@@ -465,6 +468,11 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
     sb_err_set(err, "%s: mqtt_certfile and mqtt_keyfile go together",
              *cfg->mqtt_certfile ? "mqtt_keyfile" : "mqtt_certfile");
+    return SB_EINVAL;
+  }
+  if ((*cfg->http_tls_cert != 0) != (*cfg->http_tls_key != 0)) {
+    sb_err_set(err, "%s: http_tls_cert and http_tls_key go together",
+             *cfg->http_tls_cert ? "http_tls_key" : "http_tls_cert");
     return SB_EINVAL;
   }
   if (*cfg->mqtt_certfile && !*cfg->mqtt_cafile) {

@@ -82,6 +82,8 @@ struct sb_config {
   char *sse_path;
   char *web_root;
   char *cors_origins;
+  char *http_tls_cert; /* PEM: the certificate and its chain; "" serves plain HTTP */
+  char *http_tls_key;  /* PEM: its private key */
   /* events */
   char *topic_prefix;
   int heartbeat_interval; /* seconds */
@@ -145,7 +147,8 @@ int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, s
 int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, struct sb_err *err);
 
 /* Checks what single options cannot (auth needs a key unless `auth none`,
- * jwt_secret and jwt_secret_file exclude each other) and reads
+ * jwt_secret and jwt_secret_file exclude each other, http_tls_cert and
+ * http_tls_key go together) and reads
  * jwt_secret_file into jwt_secret. Returns 0, or SB_EINVAL/SB_EIO with err
  * naming the option, or SB_ENOMEM. */
 int sb_config_finish(struct sb_config *cfg, struct sb_err *err);

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "presence.h"
 #include "sse.h"
+#include "tls.h"
 #include "topic.h"
 
 /* The longest the loop sleeps between two runs of libmicrohttpd. */
@@ -53,6 +54,8 @@ struct pending {
 struct reload {
   struct sb_config *cfg; /* the new settings; gets the old strings back */
   struct sb_auth *auth;  /* likewise */
+  struct sb__tls *tls;   /* http_tls_cert and http_tls_key read again, or NULL;
+                            the HTTP side takes it */
   int done;
 };
 
@@ -390,7 +393,7 @@ static void apply_reload(struct sb_server *b, struct reload *r)
       sb_config_swap(&b->cfg, r->cfg, &opts[i]);
   b->log.level = b->cfg.log_level;
   if (b->http)
-    sb__http_reload(b->http); /* cors_origins is parsed once, there */
+    sb__http_reload(b->http, &r->tls); /* cors_origins is parsed once, there */
 }
 
 /* Moves every element of from, in order, to the list head to (which need not
@@ -565,8 +568,9 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
     return SB_EIO;
   }
   b->started = 1;
-  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Listening on http://%s%s%s:%d%s", 
-         strchr(b->cfg.http_bind, ':') ? "[" : "", b->cfg.http_bind,
+  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Listening on %s://%s%s%s:%d%s",
+         sb__http_tls(b->http) ? "https" : "http", strchr(b->cfg.http_bind, ':') ? "[" : "",
+         b->cfg.http_bind,
          strchr(b->cfg.http_bind, ':') ? "]" : "", sb__http_port(b->http), b->cfg.sse_path);
   if (atomic_load(&b->metrics.mqtt_connected)) {
     atomic_store(&b->republish, 1);
@@ -595,7 +599,8 @@ static void restart_only(struct sb_server *b, const struct sb_config *n)
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err)
 {
   struct sb_config copy;
-  struct reload r = {&copy, NULL, 0};
+  struct reload r = {&copy, NULL, NULL, 0};
+  int rc;
 
   if (sb_config_copy(&copy, cfg)) {
     sb_err_set(err, "out of memory");
@@ -604,6 +609,12 @@ int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb
   if (!(r.auth = sb_auth_new(&copy, err))) {
     sb_config_free(&copy);
     return SB_EINVAL;
+  }
+  /* the certificate files, read again even when their names stay (renewal) */
+  if (*copy.http_tls_cert && (rc = sb__tls_read(copy.http_tls_cert, copy.http_tls_key, &r.tls, err))) {
+    sb_auth_free(r.auth);
+    sb_config_free(&copy);
+    return rc;
   }
   restart_only(b, &copy);
   if (!b->started) {
@@ -619,6 +630,7 @@ int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb
     pthread_mutex_unlock(&b->lock);
   }
   sb_auth_free(r.auth);
+  sb__tls_unref(r.tls);
   sb_config_free(&copy);
   SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Reloaded configuration");
   return 0;

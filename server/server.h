@@ -83,9 +83,11 @@ void sb_server_presence_seen(struct sb_server *b, const char *topic, const void 
 void sb_server_set_subscriptions(struct sb_server *b, int n);
 
 /* Applies what can change at run time from cfg (log_level, heartbeat_interval,
- * retry_ms, limits, max_queue_bytes, jwt options, cors_origins); logs each
- * option that differs and needs a restart. Returns 0, or SB_EINVAL/SB_EIO
- * with err naming the option (nothing is then changed). Not from the loop
+ * retry_ms, limits, max_queue_bytes, jwt options, cors_origins, and the
+ * files of http_tls_cert and http_tls_key, read again: new handshakes show
+ * the new certificate); logs each option that differs and needs a restart.
+ * Returns 0, or SB_EINVAL/SB_EIO with err naming the option (nothing is then
+ * changed: a bad certificate pair leaves the running one). Not from the loop
  * thread; blocks until the loop has taken the new settings. */
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err);
 

@@ -66,7 +66,7 @@ static void assert_config_equal(const struct sb_config *a, const struct sb_confi
   if (a->field != b->field)                                                        \
     fail_msg(#field " differs: %ld vs %ld", (long)a->field, (long)b->field);
   S(http_bind) N(http_port) S(sse_path) S(web_root) S(cors_origins)
-  S(topic_prefix) N(heartbeat_interval) N(retry_ms) N(max_connections)
+  S(http_tls_cert) S(http_tls_key) S(topic_prefix) N(heartbeat_interval) N(retry_ms) N(max_connections)
   N(max_connections_per_user) N(max_event_bytes) N(max_queue_bytes) N(replay_buffer)
   S(presence_prefix) S(replay_dir) N(log_level)
   N(auth) S(jwt_secret) S(jwt_secret_file) S(jwt_public_key_file) S(jwt_audience)
@@ -88,6 +88,8 @@ static void test_defaults(void **state)
   assert_string_equal(c->sse_path, "/api/sse");
   assert_string_equal(c->web_root, "");
   assert_string_equal(c->cors_origins, "");
+  assert_string_equal(c->http_tls_cert, "");
+  assert_string_equal(c->http_tls_key, "");
   assert_string_equal(c->topic_prefix, "sync");
   assert_int_equal(c->heartbeat_interval, 25);
   assert_int_equal(c->retry_ms, 1000);
@@ -126,7 +128,7 @@ static void test_is_option(void **state)
     "max_connections", "max_connections_per_user", "max_event_bytes", "max_queue_bytes",
     "replay_buffer", "auth", "jwt_secret", "jwt_secret_file", "jwt_public_key_file",
     "jwt_audience", "jwt_issuer", "jwt_user_claim", "jwt_cookie", "jwt_leeway", "cors_origins",
-    "web_root", "presence_prefix", "replay_dir", "log_level",
+    "web_root", "presence_prefix", "replay_dir", "log_level", "http_tls_cert", "http_tls_key",
   };
   static const char *const daemon_only[] = {
     "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password", "mqtt_client_id", "mqtt_qos",
@@ -622,6 +624,24 @@ static void test_finish_mqtt_tls(void **state)
   assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
+static void test_finish_http_tls(void **state)
+{
+  struct sb_config *c = *state;
+  struct sb_err err;
+
+  /* both or neither; the files themselves are read by the server */
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "/c.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_tls_key"));
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_key", "/k.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_tls_cert"));
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "/c.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
+}
+
 static void test_finish_cors_wildcard(void **state)
 {
   struct sb_config *c = *state;
@@ -710,6 +730,7 @@ static void test_table_reload(void **state)
   static const char *const applied[] = {
     "log_level", "heartbeat_interval", "retry_ms", "max_connections",
     "max_connections_per_user", "max_queue_bytes", "auth", "cors_origins",
+    "http_tls_cert", "http_tls_key", /* the files are read again */
   };
   static const char *const hub[] = {
     "heartbeat_interval", "retry_ms", "max_connections", "max_connections_per_user",
@@ -823,6 +844,7 @@ int main(void)
     T(test_finish_secret_and_public_key_refused),
     T(test_finish_public_key_alone),
     T(test_finish_mqtt_tls),
+    T(test_finish_http_tls),
     T(test_finish_cors_wildcard),
     T(test_copy_is_deep),
     T(test_table_rows),
