@@ -180,9 +180,35 @@ static int valid_token(const char *s)
   return 1;
 }
 
+/* The paths the server answers besides sse_path (server/http.c routes them
+ * before or instead of it): sse_path must be none of them. */
+static const struct {
+  const char *path, *what;
+} endpoints[] = {
+  {"/", "the demo page (index.html)"},
+  {"/healthz", "the health check"},
+  {"/metrics", "the metrics"},
+  {"/api/publish", "the publish endpoint"},
+  {"/api/presence", "the presence endpoint"},
+};
+
+/* Returns what an SSE endpoint at path would collide with, or NULL. A name
+ * with a dot right under the root is how the static files (the built-in
+ * index.html, sse-client.js, device.js... and those of web_root) are named. */
+static const char *sse_path_collision(const char *path)
+{
+  for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
+    if (strcmp(path, endpoints[i].path) == 0)
+      return endpoints[i].what;
+  if (!strchr(path + 1, '/') && strchr(path + 1, '.'))
+    return "a static file's name (a name with a dot at the top level)";
+  return NULL;
+}
+
 static int check_value(const struct sb_option *o, const char *v, struct sb_err *err)
 {
   unsigned char addr[16];
+  const char *taken;
 
   switch (o->check) {
   case SB_CHECK_BIND:
@@ -191,10 +217,16 @@ static int check_value(const struct sb_option *o, const char *v, struct sb_err *
     sb_err_set(err, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
     return SB_EINVAL;
   case SB_CHECK_PATH:
-    if (v[0] == '/' && !strpbrk(v, "?# \t") && strlen(v) < 200)
-      return 0;
-    sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
-    return SB_EINVAL;
+    if (v[0] != '/' || strpbrk(v, "?# \t") || strlen(v) >= 200) {
+      sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
+      return SB_EINVAL;
+    }
+    if ((taken = sse_path_collision(v))) {
+      sb_err_set(err, "%s: '%.64s' is the path of %s; choose another, such as /api/sse",
+                 o->name, v, taken);
+      return SB_EINVAL;
+    }
+    return 0;
   case SB_CHECK_PREFIX_OR_EMPTY:
     if (!*v)
       return 0;
@@ -445,6 +477,14 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
   if ((*cfg->jwt_secret) && *cfg->jwt_public_key_file) {
     sb_err_set(err,
              "jwt_public_key_file: give either a shared secret or a public key, not both");
+    return SB_EINVAL;
+  }
+  if (*cfg->jwt_secret && strlen(cfg->jwt_secret) < SB_CONFIG_SECRET_MIN) {
+    sb_err_set(err,
+               "%s: an HS256 secret must have at least %d bytes (this one has %zu); "
+               "make one with: openssl rand -hex 32",
+               *cfg->jwt_secret_file ? "jwt_secret_file" : "jwt_secret", SB_CONFIG_SECRET_MIN,
+               strlen(cfg->jwt_secret));
     return SB_EINVAL;
   }
   if (cfg->auth == SB_AUTH_JWT && !*cfg->jwt_secret && !*cfg->jwt_public_key_file) {

@@ -18,6 +18,10 @@
 #include "err.h"
 
 
+/* The fewest bytes of an HS256 secret (jwt_secret, jwt_secret_file): the
+ * size of the hash (RFC 7518 3.2). */
+#define SB_CONFIG_SECRET_MIN 32
+
 enum sb_form { SB_FORM_DAEMON = 0, SB_FORM_PLUGIN = 1 };
 enum sb_auth_mode { SB_AUTH_JWT = 0, SB_AUTH_NONE = 1 };
 enum sb_subscribe_mode { SB_SUBSCRIBE_WILDCARD = 0, SB_SUBSCRIBE_PER_USER = 1 };
@@ -42,7 +46,8 @@ enum sb_option_kind {
 enum sb_option_check {
   SB_CHECK_NONE,
   SB_CHECK_BIND,            /* an IPv4 or IPv6 address */
-  SB_CHECK_PATH,            /* a URL path starting with '/' */
+  SB_CHECK_PATH,            /* a URL path starting with '/', not one the server
+                             * answers otherwise (/healthz, a static file...) */
   SB_CHECK_PREFIX,          /* a topic without wildcards or empty levels */
   SB_CHECK_PREFIX_OR_EMPTY, /* the same, or "" (off) */
   SB_CHECK_TOKEN,           /* an HTTP token (a cookie name) */
@@ -147,9 +152,9 @@ int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, s
 int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, struct sb_err *err);
 
 /* Checks what single options cannot (auth needs a key unless `auth none`,
- * jwt_secret and jwt_secret_file exclude each other, http_tls_cert and
- * http_tls_key go together) and reads
- * jwt_secret_file into jwt_secret. Returns 0, or SB_EINVAL/SB_EIO with err
+ * jwt_secret and jwt_secret_file exclude each other, a secret has at least
+ * SB_CONFIG_SECRET_MIN bytes, http_tls_cert and http_tls_key go together)
+ * and reads jwt_secret_file into jwt_secret. Returns 0, or SB_EINVAL/SB_EIO with err
  * naming the option, or SB_ENOMEM. */
 int sb_config_finish(struct sb_config *cfg, struct sb_err *err);
 

@@ -76,6 +76,12 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
           atomic_load(&m->events_duplicate));
   counter(&o, "journal_errors_total", "Events the replay journal could not write.",
           atomic_load(&m->journal_errors));
+  counter(&o, "journal_damaged_total",
+          "Records of the replay journal lost to damage (skipped on reading back).",
+          atomic_load(&m->journal_damaged));
+  counter(&o, "journal_refused_total",
+          "Records of the replay journal read back but refused: not valid events.",
+          atomic_load(&m->journal_refused));
   counter(&o, "presence_published_total", "Presence records published.",
           atomic_load(&m->presence_published));
   counter(&o, "events_delivered_total", "Events queued to an SSE connection.",

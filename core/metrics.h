@@ -33,6 +33,8 @@ struct sb_metrics {
   atomic_ullong slow_disconnects; /* connections cut off at max_queue_bytes */
   atomic_ullong events_duplicate; /* publisher ids already in the replay buffer */
   atomic_ullong journal_errors;   /* events the replay journal could not keep */
+  atomic_ullong journal_damaged;  /* records the journal lost to damage on reading back */
+  atomic_ullong journal_refused;  /* records read back that were not valid events */
   atomic_ullong presence_published; /* presence records published */
   atomic_ullong http_errors[SB_HTTP_ERROR_COUNT];
   atomic_int mqtt_connected;

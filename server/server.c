@@ -154,45 +154,80 @@ static void announce(struct sb_server *b)
 
 /* ---- the replay journal --------------------------------------------------- */
 
-static char *dup_n(const char *s, size_t n)
-{
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
+/* Records refused on reading back that are named one by one in the log; the
+ * rest are only counted. */
+#define JOURNAL_REFUSALS_LOGGED 5
 
+struct readback {
+  struct sb_server *b;
+  size_t refused;
+};
+
+/* Each record read back is checked as a live event is (sb_journal_event):
+ * a journal that was damaged or written by someone else cannot put on a
+ * stream anything that MQTT intake would not. */
 static void journal_event(void *ctx, const struct sb_journal_rec *r)
 {
-  struct sb_server *b = ctx;
-  char *user = dup_n(r->user, r->user_len), *id = dup_n(r->id, r->id_len);
-  char *src = r->source_len ? dup_n(r->source, r->source_len) : NULL;
-  char *tgt = r->target_len ? dup_n(r->target, r->target_len) : NULL;
+  struct readback *rb = ctx;
+  struct sb_server *b = rb->b;
+  struct sb_event ev;
+  struct sb_event_error why;
   struct sb_frame *f;
+  char user[64], shown[SB_LOG_SHORT_SIZE];
+  int rc;
 
-  if (user && id && (src || !r->source_len) && (tgt || !r->target_len) &&
-      !((r->flags & SB_JOURNAL_PUBLISHER_ID) && sb_hub_has_event(b->hub, user, id)) &&
-      (f = sb_frame_event(id, src, tgt, r->json, r->json_len)))
-    sb_hub_publish(b->hub, user, f);
-  free(user);
-  free(id);
-  free(src);
-  free(tgt);
+  rc = sb_journal_event(r, b->cfg.topic_prefix, (size_t)b->cfg.max_event_bytes, &ev, &why);
+  if (rc) {
+    atomic_fetch_add(&b->metrics.journal_refused, 1);
+    if (++rb->refused <= JOURNAL_REFUSALS_LOGGED) {
+      snprintf(user, sizeof(user), "%.*s", (int)(r->user_len < 63 ? r->user_len : 63), r->user);
+      SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Replay journal: refused a record of user %s: %s",
+             sb_log_short(user, shown), rc == SB_EINVAL ? why.text : sb_strerror(rc));
+    }
+    return;
+  }
+  if (!((r->flags & SB_JOURNAL_PUBLISHER_ID) && sb_hub_has_event(b->hub, ev.user, ev.id)) &&
+      (f = sb_frame_event(ev.id, ev.source, ev.target, ev.json, ev.json_len)))
+    sb_hub_publish(b->hub, ev.user, f);
+  sb_event_clear(&ev);
 }
 
 static int open_journal(struct sb_server *b, struct sb_err *err)
 {
-  size_t n, bad;
+  struct readback rb = {b, 0};
+  struct sb_journal_stats st;
+  const char *dir = b->cfg.replay_dir;
 
-  if (!*b->cfg.replay_dir)
+  if (!*dir)
     return 0;
-  if (sb_journal_open(b->cfg.replay_dir, JOURNAL_ROTATE_BYTES, &b->journal, err))
+  if (sb_journal_open(dir, JOURNAL_ROTATE_BYTES, &b->journal, err) ||
+      sb_journal_replay(b->journal, journal_event, &rb, &st, err))
     return SB_EIO;
-  n = sb_journal_replay(b->journal, journal_event, b, &bad);
-  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Replay journal %s: %zu event%s read back%s",
-         b->cfg.replay_dir, n, n == 1 ? "" : "s", bad ? " (a damaged end was cut off)" : "");
+  for (int i = 0; i < 2; i++)
+    if (st.aside[i])
+      SB_LOG(&b->log, SB_LOG_WARNING,
+             "[SSE] Replay journal %s: %s is not a journal of this version (an earlier version's, "
+             "or not a journal): moved aside to %s" SB_JOURNAL_ASIDE ", its events not read back",
+             dir, i ? SB_JOURNAL_FILE : SB_JOURNAL_OLD, i ? SB_JOURNAL_FILE : SB_JOURNAL_OLD);
+  if (st.damaged) {
+    atomic_fetch_add(&b->metrics.journal_damaged, st.damaged);
+    SB_LOG(&b->log, SB_LOG_WARNING,
+           "[SSE] Replay journal %s: damaged: %zu record%s lost, %zu byte%s skipped; the records "
+           "around %s were read back%s",
+           dir, st.damaged, st.damaged == 1 ? "" : "s", st.damaged_bytes,
+           st.damaged_bytes == 1 ? "" : "s", st.damaged == 1 ? "it" : "them",
+           st.cut_bytes > st.torn_bytes ? " (damage at the end was cut off)" : "");
+  }
+  if (st.torn_bytes)
+    SB_LOG(&b->log, SB_LOG_NOTICE,
+           "[SSE] Replay journal %s: the last record was cut short (%zu bytes of a write not "
+           "finished) and was cut off", dir, st.torn_bytes);
+  if (rb.refused)
+    SB_LOG(&b->log, SB_LOG_WARNING,
+           "[SSE] Replay journal %s: %zu record%s refused (not %s)", dir, rb.refused,
+           rb.refused == 1 ? "" : "s", rb.refused == 1 ? "a valid event" : "valid events");
+  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Replay journal %s: %zu event%s read back", dir,
+         st.records - rb.refused, st.records - rb.refused == 1 ? "" : "s");
   return 0;
 }
 
@@ -346,10 +381,8 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
   }
   memcpy(p->user, ev.user, ulen + 1);
   p->publisher_id = ev.id != NULL;
-  rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0,
-                                ev.user, id, ev.source, ev.target, ev.json,
-                                ulen, strlen(id), ev.source ? strlen(ev.source) : 0,
-                                ev.target ? strlen(ev.target) : 0, ev.json_len};
+  rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0, ev.user, ev.channel, id,
+                                ev.json, ulen, strlen(ev.channel), strlen(id), ev.json_len};
   atomic_fetch_add(&b->metrics.events_accepted, 1);
 
   /* The journal is written before this returns, and so before the broker

@@ -12,7 +12,7 @@ import unittest
 from harness import (BridgeTestCase, http_request, make_jwt, raise_nofile_limit, rss_kib,
                      scaled, send_while_reading, wait_until)
 
-SECRET = "hostile-test-secret"
+SECRET = "hostile-test-secret-0123456789abcdef"
 
 
 def raw_exchange(port, data, timeout=5):

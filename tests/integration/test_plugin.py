@@ -86,6 +86,13 @@ class Loading(BridgeTestCase):
     def test_jwt_secret_file_missing(self):
         self.assert_refused("jwt_secret_file", jwt_secret_file=self.workdir + "/no-such-file")
 
+    def test_short_secret_file(self):
+        path = self.workdir + "/short.secret"
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        line = self.assert_refused("jwt_secret_file", jwt_secret_file=path)
+        self.assertIn("at least 32 bytes", line)
+
     def test_any_origin_with_jwt(self):
         self.assert_refused("cors_origins", auth="jwt", jwt_secret=SECRET, cors_origins="*")
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,15 @@ static void test_set_bad_values(void **state)
     {"sse_path", "/a?b=1"},
     {"sse_path", "/a#b"},
     {"sse_path", ""},
+    {"sse_path", "/"},
+    {"sse_path", "/healthz"},
+    {"sse_path", "/metrics"},
+    {"sse_path", "/api/publish"},
+    {"sse_path", "/api/presence"},
+    {"sse_path", "/index.html"},
+    {"sse_path", "/sse-client.js"},
+    {"sse_path", "/device.js"},
+    {"sse_path", "/events.json"},
     {"topic_prefix", ""},
     {"topic_prefix", "/sync"},
     {"topic_prefix", "sync/"},
@@ -521,14 +531,94 @@ static void test_finish_auth_none(void **state)
   assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
+/* 32 and 31 bytes */
+#define SECRET_32 "0123456789abcdef0123456789abcdef"
+#define SECRET_31 "0123456789abcdef0123456789abcde"
+
 static void test_finish_secret(void **state)
 {
   struct sb_config *c = *state;
   struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_32, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "k");
+  assert_string_equal(c->jwt_secret, SECRET_32);
+}
+
+static void test_finish_short_secret_refused(void **state)
+{
+  struct sb_config *c = *state;
+  struct sb_err err = {""};
+  char path[64];
+
+  /* an HS256 secret under 32 bytes, given inline or in a file, whatever auth */
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_31, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret:", 11) == 0);
+  assert_non_null(strstr(err.msg, "32"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret:", 11) == 0);
+
+  sb_config_free(c);
+  assert_int_equal(sb_config_init(c), 0);
+  temp_file(path, SECRET_31 "\n");
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret_file:", 16) == 0);
+  unlink(path);
+}
+
+/* sse_path may not be a path the server answers otherwise: the message
+ * names sse_path and what it collides with */
+static void test_sse_path_collisions(void **state)
+{
+  static const char *const taken[] = {"/", "/healthz", "/metrics", "/api/publish",
+                                      "/api/presence", "/index.html", "/sse-client.js",
+                                      "/device.js", "/favicon.svg"};
+  struct sb_config *c = *state;
+  struct sb_err err = {""};
+
+  for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+    assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "sse_path", taken[i], &err), SB_EINVAL);
+    assert_true(strncmp(err.msg, "sse_path:", 9) == 0);
+    assert_non_null(strstr(err.msg, taken[i]));
+  }
+  assert_string_equal(c->sse_path, "/api/sse");
+  /* paths next to them, or with a dot below the top level, are free */
+  for (const char *const *p = (const char *const[]){"/healthz/", "/api/sse.v2", "/api/publish2",
+                                                     "/events", "/Healthz", NULL};
+       *p; p++)
+    assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "sse_path", *p, &err), 0);
+}
+
+/* Every file of web/ and the browser client that the server has built in is
+ * refused as sse_path: the rule above covers them without a list to keep. */
+static void test_sse_path_not_a_built_in_file(void **state)
+{
+  static const char *const dirs[] = {SB_TEST_DATA "/../../web",
+                                     SB_TEST_DATA "/../../clients/js/src/client"};
+  struct sb_config *c = *state;
+  struct sb_err err;
+  struct dirent *e;
+  char path[300];
+  int seen = 0;
+  DIR *d;
+
+  for (size_t i = 0; i < 2; i++) {
+    assert_non_null(d = opendir(dirs[i]));
+    while ((e = readdir(d)))
+      if (e->d_name[0] != '.' && (strstr(e->d_name, ".js") || strstr(e->d_name, ".html") ||
+                                  strstr(e->d_name, ".css") || strstr(e->d_name, ".svg"))) {
+        snprintf(path, sizeof(path), "/%s", e->d_name);
+        if (sb_config_set(c, SB_FORM_DAEMON, "sse_path", path, &err) != SB_EINVAL)
+          fail_msg("sse_path %s is accepted", path);
+        seen++;
+      }
+    closedir(d);
+  }
+  assert_true(seen >= 6);
 }
 
 static void test_finish_secret_file(void **state)
@@ -537,19 +627,19 @@ static void test_finish_secret_file(void **state)
   struct sb_err err;
   char path[64];
 
-  temp_file(path, "file-secret value\n");
+  temp_file(path, "file-secret value 0123456789abcdef\n");
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "file-secret value");
+  assert_string_equal(c->jwt_secret, "file-secret value 0123456789abcdef");
   unlink(path);
 
   /* CRLF and several newlines at the end go too; inner ones stay */
-  temp_file(path, "line1\nline2\r\n\n");
+  temp_file(path, "line1 0123456789abcdef\nline2 0123456789abcdef\r\n\n");
   sb_config_free(c);
   assert_int_equal(sb_config_init(c), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "line1\nline2");
+  assert_string_equal(c->jwt_secret, "line1 0123456789abcdef\nline2 0123456789abcdef");
   unlink(path);
 }
 
@@ -648,7 +738,7 @@ static void test_finish_cors_wildcard(void **state)
   struct sb_err err;
 
   /* '*' with credentials is refused; listed origins are fine */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_32, &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
   assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "cors_origins"));
@@ -839,6 +929,9 @@ int main(void)
     T(test_finish_auth_none),
     T(test_finish_secret),
     T(test_finish_secret_file),
+    T(test_finish_short_secret_refused),
+    T(test_sse_path_collisions),
+    T(test_sse_path_not_a_built_in_file),
     T(test_finish_secret_file_errors),
     T(test_finish_secret_and_file_refused),
     T(test_finish_secret_and_public_key_refused),

@@ -60,6 +60,8 @@ static void test_render_values(void **state)
   atomic_store(&m.mqtt_subscriptions, 4);
   atomic_store(&m.events_duplicate, 5);
   atomic_store(&m.presence_published, 8);
+  atomic_store(&m.journal_damaged, 3);
+  atomic_store(&m.journal_refused, 4);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 503);
@@ -100,6 +102,9 @@ static void test_render_values(void **state)
   expect_line(buf, "mqtt_sse_bridge_mqtt_subscriptions 4");
   expect_line(buf, "mqtt_sse_bridge_events_duplicate_total 5");
   expect_line(buf, "mqtt_sse_bridge_journal_errors_total 0");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_journal_damaged_total counter");
+  expect_line(buf, "mqtt_sse_bridge_journal_damaged_total 3");
+  expect_line(buf, "mqtt_sse_bridge_journal_refused_total 4");
   expect_line(buf, "# TYPE mqtt_sse_bridge_presence_published_total counter");
   expect_line(buf, "mqtt_sse_bridge_presence_published_total 8");
   expect_line(buf, "# TYPE mqtt_sse_bridge_http_errors_total counter");
@@ -110,9 +115,9 @@ static void test_render_values(void **state)
   assert_null(strstr(buf, "reason=\"none\""));
   assert_null(strstr(buf, "code=\"500\""));
   assert_null(strstr(buf, "code=\"200\""));
-  /* 5 gauges and 11 plain counters of 3 lines each, the dropped family
+  /* 5 gauges and 13 plain counters of 3 lines each, the dropped family
    * (2 + 11 lines) and the http family (2 + 8 lines) */
-  assert_int_equal(count_lines(buf), 16 * 3 + 13 + 10);
+  assert_int_equal(count_lines(buf), 18 * 3 + 13 + 10);
   /* the text ends with a newline, every line is HELP, TYPE or a sample */
   assert_int_equal(buf[n - 1], '\n');
 }
