@@ -610,13 +610,16 @@ static enum MHD_Result serve_stream(struct sb__http *h, struct MHD_Connection *m
 static enum MHD_Result serve_health(struct sb__http *h, struct MHD_Connection *mc)
 {
   struct sb_metrics_gauges g;
-  char body[256];
+  char body[512];
   int up = atomic_load(&h->env.metrics->mqtt_connected);
+  const char *broker = atomic_load(&h->env.metrics->mqtt_broker);
 
   sb_hub_gauges(h->env.hub, &g);
   snprintf(body, sizeof(body),
-           "{\"status\":\"%s\",\"mqtt\":\"%s\",\"connections\":%zu,\"users\":%zu}\n",
-           up ? "ok" : "unavailable", up ? "connected" : "disconnected", g.connections, g.users);
+           "{\"status\":\"%s\",\"mqtt\":\"%s\",%s%s%s\"connections\":%zu,\"users\":%zu}\n",
+           up ? "ok" : "unavailable", up ? "connected" : "disconnected",
+           broker ? "\"broker\":\"" : "", broker ? broker : "", broker ? "\"," : "", g.connections,
+           g.users);
   return answer(h, mc, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
                 strlen(body), NULL, NULL);
 }
