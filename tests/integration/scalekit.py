@@ -311,3 +311,132 @@ class RabbitCluster:
     def logs(self, limit=None):
         return "\n".join("---- %s (%s) ----\n%s" % (os.path.basename(n.dir), n.node,
                                                      n.logs(limit)) for n in self.nodes)
+
+
+class SeqPublisher:
+    """A backend that publishes a numbered sequence at QoS 1 (MQTT 3.1.1 on
+    a plain socket, clean session), one message at a time: message k+1
+    goes out only once message k is acknowledged (PUBACK), so what the
+    broker takes is in order. A PUBACK that does not come within
+    ack_timeout, or a lost connection, makes it connect again and send the
+    same message again (DUP set): nothing is left unacknowledged, and a
+    message may reach subscribers twice (the bridge drops a repeated id).
+    run() is meant for a thread; acked[k] is the time.monotonic() of the
+    k-th acknowledgement, resends counts the messages sent again."""
+
+    def __init__(self, port, messages, interval=0.02, ack_timeout=10, client_id=None):
+        self.port = port
+        self.messages = list(messages)  # (topic, payload bytes or str)
+        self.interval = interval
+        self.ack_timeout = ack_timeout
+        self.client_id = client_id or "sb-seq-%s" % uuid.uuid4().hex[:8]
+        self.acked = []
+        self.resends = 0
+        self.reconnects = 0
+        self.error = None
+        self.stop_flag = False
+        self.sock = None
+        self.pid = 0
+
+    @staticmethod
+    def _varint(n):
+        out = bytearray()
+        while True:
+            b = n % 128
+            n //= 128
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    @staticmethod
+    def _str(s):
+        b = s.encode("utf-8") if isinstance(s, str) else s
+        return len(b).to_bytes(2, "big") + b
+
+    def _packet(self, first, body):
+        return bytes([first]) + self._varint(len(body)) + body
+
+    def _read_packet(self, deadline):
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no answer from the broker")
+                self.sock.settimeout(left)
+                chunk = self.sock.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("the broker closed the connection")
+                buf += chunk
+            return buf
+        first = read(1)[0]
+        n, shift = 0, 0
+        while True:
+            b = read(1)[0]
+            n += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        return first, read(n) if n else b""
+
+    def _connect(self):
+        import socket
+        if self.sock:
+            self.sock.close()
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.ack_timeout)
+        body = self._str("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + \
+            self._str(self.client_id)
+        self.sock.sendall(self._packet(0x10, body))
+        first, rest = self._read_packet(time.monotonic() + self.ack_timeout)
+        if first != 0x20 or len(rest) != 2 or rest[1] != 0:
+            raise ConnectionError("CONNACK %#x %r" % (first, rest))
+
+    def run(self):
+        try:
+            self._run()
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            if self.sock:
+                self.sock.close()
+
+    def _run(self):
+        deadline_total = time.monotonic() + scaled(120)
+        self._connect()
+        next_at = time.monotonic()
+        for k, (topic, payload) in enumerate(self.messages):
+            if self.stop_flag:
+                return
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at = time.monotonic() + self.interval
+            self.pid = self.pid % 65535 + 1
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+            dup = 0
+            while True:
+                if time.monotonic() > deadline_total:
+                    raise AssertionError("message %d not acknowledged in time" % k)
+                try:
+                    body = self._str(topic) + self.pid.to_bytes(2, "big") + data
+                    self.sock.sendall(self._packet(0x32 | dup, body))
+                    ack_deadline = time.monotonic() + self.ack_timeout
+                    while True:
+                        first, rest = self._read_packet(ack_deadline)
+                        if first >> 4 == 4 and rest[:2] == self.pid.to_bytes(2, "big"):
+                            break
+                    break
+                except (OSError, TimeoutError, ConnectionError):
+                    # again, on a new connection, until it is acknowledged
+                    self.resends += 1
+                    dup = 0x08
+                    while True:
+                        try:
+                            self.reconnects += 1
+                            self._connect()
+                            break
+                        except (OSError, TimeoutError, ConnectionError):
+                            if time.monotonic() > deadline_total:
+                                raise
+                            time.sleep(0.2)
+            self.acked.append(time.monotonic())
