@@ -322,7 +322,8 @@ class SeqPublisher:
     same message again (DUP set): nothing is left unacknowledged, and a
     message may reach subscribers twice (the bridge drops a repeated id).
     run() is meant for a thread; acked[k] is the time.monotonic() of the
-    k-th acknowledgement, resends counts the messages sent again."""
+    k-th acknowledgement and sent[k] that of its first sending, resends
+    counts the messages sent again."""
 
     def __init__(self, port, messages, interval=0.02, ack_timeout=10, client_id=None):
         self.port = port
@@ -331,6 +332,7 @@ class SeqPublisher:
         self.ack_timeout = ack_timeout
         self.client_id = client_id or "sb-seq-%s" % uuid.uuid4().hex[:8]
         self.acked = []
+        self.sent = []
         self.resends = 0
         self.reconnects = 0
         self.error = None
@@ -414,6 +416,7 @@ class SeqPublisher:
             self.pid = self.pid % 65535 + 1
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
             dup = 0
+            self.sent.append(time.monotonic())
             while True:
                 if time.monotonic() > deadline_total:
                     raise AssertionError("message %d not acknowledged in time" % k)
