@@ -64,7 +64,7 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
   gauge(&o, "mqtt_connected", "1 while the MQTT side is up.",
         (unsigned long long)atomic_load(&m->mqtt_connected));
   if ((broker = atomic_load(&m->mqtt_broker)))
-    emit(&o, "# HELP mqtt_sse_bridge_mqtt_broker_info The MQTT broker in use (an entry of mqtt_host).\n"
+    emit(&o, "# HELP mqtt_sse_bridge_mqtt_broker_info The MQTT broker in use (mqtt_host).\n"
              "# TYPE mqtt_sse_bridge_mqtt_broker_info gauge\n"
              "mqtt_sse_bridge_mqtt_broker_info{broker=\"%s\"} 1\n", broker);
   gauge(&o, "mqtt_subscriptions", "Topic filters subscribed and acknowledged by the broker.",

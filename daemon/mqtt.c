@@ -205,9 +205,9 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
     sb_err_set(err, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
     return SB_EINVAL;
   }
-  /* loop_forever runs on a thread of ours and the server's loop publishes
-   * and subscribes from another: without this, libmosquitto writes a packet
-   * on the calling thread, interleaved with its own thread's writes. It also
+  /* mosquitto_loop runs on a thread of ours (run) and the server's loop
+   * publishes and subscribes from another: without this, libmosquitto writes
+   * a packet on the calling thread, interleaved with its own thread's writes. It also
    * carries the durability promise: libmosquitto 2.0.11 builds the PUBACK of
    * a QoS 1 message before it calls on_message, and only in threaded mode is
    * that PUBACK queued (written after on_message, and so after the journal)
@@ -490,8 +490,8 @@ void sb_mqtt_stop(struct sb_mqtt *m)
        i++)
     nanosleep(&slice, NULL);
   atomic_store(&m->stopping, 1);
-  /* Ends loop_forever; repeated in case the thread was between connecting
-   * and entering the loop. */
+  /* Ends the loop (run) once the DISCONNECT is written; repeated in case
+   * the thread was between connecting and entering the loop. */
   while (!atomic_load(&m->done)) {
     mosquitto_disconnect(m->mosq);
     nanosleep(&slice, NULL);

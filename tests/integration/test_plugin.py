@@ -9,7 +9,8 @@ open. Mosquitto 2.0's edges (issue 16): with per_listener_settings true it
 sends plugins no tick, so the plugin refuses that configuration (in the
 main file or an include_dir file) rather than take publishes it could not
 deliver; with it false an HTTP publish reaches an MQTT subscriber within a
-second; the plugin's thread blocks the signals the broker handles. (The suites of both forms also run against the plugin;
+second; the plugin's thread blocks the signals the broker handles. (The
+suites of both forms also run against the plugin;
 test_resilience.Stopping signals the broker with a few streams open.)"""
 
 import json
