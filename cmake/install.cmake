@@ -78,6 +78,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/packaging/co
               ${_sb_pkgdir}/changelog.Debian.gz
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/conf/mosquitto.acl DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+# The reference (configuration, protocol, operations, architecture, migration)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs
+        FILES_MATCHING PATTERN "*.md")
 # The plugin beside Debian's has no SONAME (it is loaded by path): said once
 # for lintian.
 install(FILES ${PROJECT_SOURCE_DIR}/packaging/lintian-overrides

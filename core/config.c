@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cors.h"
 #include "err.h"
 #include "log.h"
 
@@ -548,17 +549,15 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
     return SB_EINVAL;
   }
   if (cfg->auth == SB_AUTH_JWT) {
-    for (const char *p = cfg->cors_origins; *p;) {
-      size_t n;
-      while (*p == ' ' || *p == ',')
-        p++;
-      n = strcspn(p, " ,");
-      if (n == 1 && *p == '*') {
-        sb_err_set(err,
-                 "cors_origins: '*' is allowed only with 'auth none'; list the origins");
-        return SB_EINVAL;
-      }
-      p += n;
+    struct sb_cors *cors;
+    int any;
+    if (sb_cors_new(cfg->cors_origins, &cors))
+      return SB_ENOMEM;
+    any = sb_cors_any(cors);
+    sb_cors_free(cors);
+    if (any) {
+      sb_err_set(err, "cors_origins: '*' is allowed only with 'auth none'; list the origins");
+      return SB_EINVAL;
     }
   }
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {

@@ -12,11 +12,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "server.h"
+#include "clock.h"
 #include "config.h"
 #include "event.h"
 #include "log.h"
 #include "mqtt.h"
+#include "server.h"
 
 /* Where log lines go: stderr, or log_file (reopened on SIGHUP, for
  * logrotate). Lines come from several threads. */
@@ -28,11 +29,9 @@ struct sink {
 static void log_line(void *ctx, int level, const char *line)
 {
   struct sink *s = ctx;
-  struct timespec now;
   char ts[32];
 
-  clock_gettime(CLOCK_REALTIME, &now);
-  sb_event_format_time(now, ts);
+  sb_event_format_time(sb_clock_wall(), ts);
   pthread_mutex_lock(&s->lock);
   fprintf(s->file ? s->file : stderr, "%s %s %s\n", ts, sb_log_level_name(level), line);
   if (s->file)
@@ -66,7 +65,8 @@ static void usage(FILE *f)
           "usage: mqtt-sse-bridge [-c FILE] [--OPTION VALUE]...\n"
           "Relays events published on <topic_prefix>/<userId>/<channel> to the SSE\n"
           "connections of that user. FILE holds 'option value' lines; flags override it.\n"
-          "Options are listed in the README (http_port, mqtt_host, auth, jwt_secret...).\n");
+          "Options: man mqtt-sse-bridge, or docs/configuration.md (http_port, mqtt_host,\n"
+          "auth, jwt_secret...).\n");
 }
 
 /* Reads -c FILE first, then applies --key value flags over it. Returns 0, 1

@@ -7,7 +7,7 @@
  *
  *   man_options TEMPLATE DESCRIPTIONS OUT   the line `.\" :options:` of
  *       TEMPLATE becomes the list; an option without a description is
- *       listed all the same, with a pointer to the README, and named on
+ *       listed all the same, with a pointer to docs/configuration.md, and named on
  *       stderr
  *   man_options --check DESCRIPTIONS        exits 1 naming each option of
  *       the table without a description and each description of no option
@@ -133,7 +133,7 @@ static void put_option(FILE *out, const struct sb_option *o, const struct desc *
   if (d && *d->text)
     fprintf(out, "%s\n", d->text);
   else
-    fputs("See the README.\n", out);
+    fputs("See docs/configuration.md.\n", out);
   fputs(".br\n", out);
   if (*o->def) {
     fputs("Default: \\fB", out);

@@ -39,9 +39,9 @@ echo "== ASan + UBSan build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # the package test (label package: builds, installs and purges the .deb on
-# this machine) and the JS package checks (no C in them) run once, in the
-# plain build
-ctest_args=(-LE package -E '^js_')
+# this machine), the JS package checks and the SvelteKit example (no C of
+# their own) run once, in the plain build
+ctest_args=(-LE package -E '^(js_|example_)')
 run_suite build-asan -DSB_SANITIZE=ON
 echo "== libFuzzer targets (clang), ${SB_FUZZ_SECONDS:-20} s each"
 CC=clang cmake -S "$root" -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON >/dev/null

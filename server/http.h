@@ -1,16 +1,15 @@
 /* http.h: the libmicrohttpd adapter (internal to the server).
  *
- * Routes requests (the SSE stream, /healthz, /metrics, static files) and
- * turns hub connections into streaming responses. libmicrohttpd sends a
- * stream's headers and first chunk; then the loop keeps a duplicate of the
- * socket and writes the stream's frames to it itself (stream.h), while
- * libmicrohttpd closes its connection and frees its memory (it does not shut
- * the socket down in MHD_USE_TURBO mode). Runs in libmicrohttpd's
- * external-epoll mode: every function here is called on the server's loop
- * thread, which also owns the hub. */
+ * Runs libmicrohttpd's daemon and routes its requests: GET <sse_path> (the
+ * SSE stream, endpoints.h, whose life handover.h follows), POST /api/publish
+ * (api_publish.h), GET /healthz, /metrics, /api/presence and the web files
+ * (endpoints.h), and the CORS preflight (OPTIONS) of each. Runs in
+ * libmicrohttpd's external-epoll mode: every function here is called on the
+ * server's loop thread, which also owns the hub. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -20,6 +19,14 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+
+/* epoll_event.data.u64 values at or above this are not stream sockets. */
+#define SB__HTTP_TAG_MIN (UINT64_MAX - 15)
+
+/* Hands the message of POST /api/publish to the MQTT side: payload (len
+ * bytes) on topic, both borrowed for the call, not retained. Returns 0, or a
+ * negative code while MQTT cannot take it (answered 503). */
+typedef int (*sb__http_publish_fn)(void *ctx, const char *topic, const void *payload, size_t len);
 
 struct sb__http;
 
@@ -31,22 +38,25 @@ struct sb__http_env {
   struct sb_metrics *metrics;
   const struct sb_log *log;
   int epfd; /* the loop's epoll: streams watch their sockets for hang-ups */
-  /* POST /api/publish hands its event to this (NULL: answer 503) */
-  int (*publish)(void *ctx, const char *topic, const void *payload, size_t len);
+  sb__http_publish_fn publish; /* NULL: POST /api/publish answers 503 */
   void *publish_ctx;
 };
 
-/* epoll_event.data.u64 values at or above this are not stream sockets. */
-#define SB__HTTP_TAG_MIN (UINT64_MAX - 15)
-
-/* Binds and returns the HTTP side, or NULL with err. */
+/* Binds and returns the HTTP side, or NULL with err. Loop thread (or before
+ * the loop starts). */
 struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *err);
 
-/* Returns the epoll fd to watch for readability, then call sb__http_run(). */
+/* Returns libmicrohttpd's epoll fd, for the loop to watch for readability and
+ * then call sb__http_run(). */
 int sb__http_fd(const struct sb__http *h);
 
 /* Returns the bound port. */
 int sb__http_port(const struct sb__http *h);
+
+/* Takes again from the config what a reload may change of the HTTP side:
+ * cors_origins, parsed once here. When out of memory the previous list stays
+ * (and a warning says so). Loop thread. */
+void sb__http_reload(struct sb__http *h);
 
 /* Handles an event of the loop's epoll whose data.u64 is below
  * SB__HTTP_TAG_MIN: a stream's socket was hung up by its client, or takes
@@ -59,7 +69,7 @@ void sb__http_run(struct sb__http *h);
 
 /* Returns the longest the loop may sleep before sb__http_run(), in ms (-1:
  * no limit; 0 while streams wait to be written). */
-long long sb__http_timeout(struct sb__http *h);
+long long sb__http_timeout(const struct sb__http *h);
 
 /* Stops accepting new connections (the streams go on). */
 void sb__http_quiesce(struct sb__http *h);

@@ -394,6 +394,8 @@ static void apply_reload(struct sb_server *b, struct reload *r)
     if (opts[i].reload == SB_RELOAD_APPLY || (opts[i].reload == SB_RELOAD_HUB && hub_took))
       sb_config_swap(&b->cfg, r->cfg, &opts[i]);
   b->log.level = b->cfg.log_level;
+  if (b->http)
+    sb__http_reload(b->http); /* cors_origins is parsed once, there */
 }
 
 /* Moves every element of from, in order, to the list head to (which need not

@@ -46,7 +46,8 @@ int sb__stream_write(struct sb__stream_out *out, int fd, struct sb_conn *conn);
  * sb__stream_write() sends it. Only between chunks (no chunk open). */
 void sb__stream_end(struct sb__stream_out *out);
 
-/* Returns 1 while a chunk is open or framing bytes are unsent. */
+/* Returns 1 while a chunk is open or framing bytes are unsent. For tests:
+ * the server goes by sb__stream_write()'s result. */
 int sb__stream_pending(const struct sb__stream_out *out);
 
 #endif

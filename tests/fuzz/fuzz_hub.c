@@ -13,7 +13,7 @@
  * users, or with its high bit one of a hundred (so that the user table
  * grows).
  *
- * The model is written from hub.h and the README: what every connection must
+ * The model is written from hub.h and the docs: what every connection must
  * have read, byte for byte (the retry line; replay after Last-Event-ID: the
  * newest wanted events after that id that fit in max_queue_bytes, after a
  * resync event when the id is unknown or the replay was cut; live events

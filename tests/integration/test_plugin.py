@@ -294,8 +294,8 @@ class BrokerTraffic(BridgeTestCase):
         assert_quiet([a1])
 
     def test_a_publish_the_acl_denies_is_not_relayed(self):
-        # README, the plugin and the broker: MOSQ_EVT_MESSAGE comes after the
-        # ACL check
+        # docs/operations.md, the plugin and the broker: MOSQ_EVT_MESSAGE
+        # comes after the ACL check
         acl = os.path.join(self.workdir, "acl")
         with open(acl, "w") as f:
             f.write("topic read sync/#\ntopic write sync/A/#\n")

@@ -713,7 +713,7 @@ static void test_table_rows(void **state)
   sb_config_free(&set);
 }
 
-/* What a reload applies at once, as the README's SIGHUP paragraph lists it:
+/* What a reload applies at once, as docs/configuration.md (Reload) lists it:
  * every other option is named as taking effect on restart. */
 static void test_table_reload(void **state)
 {
