@@ -57,7 +57,7 @@ static const struct sb_option opts[] = {
   {"jwt_user_claim", STR, F(jwt_user_claim), 0, 0, SB_CHECK_NONEMPTY, BOTH, APPLY, "sub"},
   {"jwt_cookie", STR, F(jwt_cookie), 0, 0, SB_CHECK_TOKEN, BOTH, APPLY, "sse_token"},
   {"jwt_leeway", INT, F(jwt_leeway), 0, 3600, SB_CHECK_NONE, BOTH, APPLY, "0"},
-  {"mqtt_host", STR, F(mqtt_host), 0, 0, SB_CHECK_NONEMPTY, DAEMON, RESTART, "localhost"},
+  {"mqtt_host", STR, F(mqtt_host), 0, 0, SB_CHECK_HOSTS, DAEMON, RESTART, "localhost"},
   {"mqtt_port", INT, F(mqtt_port), 1, 65535, SB_CHECK_NONE, DAEMON, RESTART, "1883"},
   {"mqtt_username", STR, F(mqtt_username), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
   {"mqtt_password", STR, F(mqtt_password), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
@@ -205,10 +205,100 @@ static const char *sse_path_collision(const char *path)
   return NULL;
 }
 
+/* Says why entry (len bytes, blanks trimmed) is not a broker, or fills host. */
+static const char *parse_host(const char *entry, size_t len, int default_port,
+                              struct sb_host *host)
+{
+  const char *colon, *end = entry + len, *name = entry, *name_end;
+  unsigned char addr[16];
+  long port = default_port;
+
+  if (len == 0)
+    return "it is empty";
+  if (*entry == '[') {
+    if (!(name_end = memchr(entry, ']', len)))
+      return "'[' without its ']'";
+    name = entry + 1;
+    colon = name_end + 1 < end ? name_end + 1 : NULL;
+    if (colon && *colon != ':')
+      return "after ']' comes ':port' or nothing";
+  } else {
+    colon = memchr(entry, ':', len);
+    if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+      return "an IPv6 address needs brackets: [address] or [address]:port";
+    name_end = colon ? colon : end;
+  }
+  if (colon) {
+    port = 0;
+    if (colon + 1 == end || end - colon - 1 > 5)
+      return "the port is not a number from 1 to 65535";
+    for (const char *c = colon + 1; c < end; c++) {
+      if (!isdigit((unsigned char)*c))
+        return "the port is not a number from 1 to 65535";
+      port = port * 10 + (*c - '0');
+    }
+    if (port < 1 || port > 65535)
+      return "the port is not a number from 1 to 65535";
+  }
+  if (name_end == name || (size_t)(name_end - name) >= sizeof(host->name))
+    return name_end == name ? "no host name" : "the host name is over 255 characters";
+  memcpy(host->name, name, (size_t)(name_end - name));
+  host->name[name_end - name] = '\0';
+  host->port = (int)port;
+  if (*entry == '[')
+    return inet_pton(AF_INET6, host->name, addr) == 1 ? NULL : "the brackets hold no IPv6 address";
+  for (const unsigned char *c = (const unsigned char *)host->name; *c; c++)
+    if (!isalnum(*c) && *c != '.' && *c != '-' && *c != '_')
+      return "a host name has only letters, digits, '.', '-' and '_'";
+  return NULL;
+}
+
+int sb_config_next_host(const char **list, int default_port, struct sb_host *host,
+                        struct sb_err *err)
+{
+  const char *s = *list, *start, *end, *why;
+
+  if (!*s)
+    return 0;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  start = s;
+  while (*s && *s != ',')
+    s++;
+  end = s;
+  while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  if ((why = parse_host(start, (size_t)(end - start), default_port, host))) {
+    sb_err_set(err, "mqtt_host: entry '%.*s': %s", (int)((end - start) > 80 ? 80 : end - start),
+               start, why);
+    return SB_EINVAL;
+  }
+  if (*s == ',') {
+    s++;
+    /* a trailing comma is an empty last entry */
+    if (!*s || !s[strspn(s, " \t")]) {
+      sb_err_set(err, "mqtt_host: entry '': it is empty (the list ends with ',')");
+      return SB_EINVAL;
+    }
+  }
+  *list = s;
+  return 1;
+}
+
+const char *sb_config_host_label(const struct sb_host *host, char *buf, size_t len)
+{
+  int v6 = strchr(host->name, ':') != NULL;
+
+  snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", host->name, v6 ? "]" : "", host->port);
+  return buf;
+}
+
 static int check_value(const struct sb_option *o, const char *v, struct sb_err *err)
 {
   unsigned char addr[16];
   const char *taken;
+  struct sb_host host;
+  int rc;
 
   switch (o->check) {
   case SB_CHECK_BIND:
@@ -248,6 +338,14 @@ static int check_value(const struct sb_option *o, const char *v, struct sb_err *
       return 0;
     sb_err_set(err, "%s: must not be empty", o->name);
     return SB_EINVAL;
+  case SB_CHECK_HOSTS:
+    if (!*v) {
+      sb_err_set(err, "%s: must not be empty", o->name);
+      return SB_EINVAL;
+    }
+    while ((rc = sb_config_next_host(&v, 1883, &host, err)) == 1)
+      ;
+    return rc;
   case SB_CHECK_NONE:
     return 0;
   }

@@ -52,6 +52,7 @@ enum sb_option_check {
   SB_CHECK_PREFIX_OR_EMPTY, /* the same, or "" (off) */
   SB_CHECK_TOKEN,           /* an HTTP token (a cookie name) */
   SB_CHECK_NONEMPTY,        /* anything but "" */
+  SB_CHECK_HOSTS,           /* a list of brokers (sb_config_next_host) */
 };
 
 /* What a configuration reload (the daemon's SIGHUP) does with an option
@@ -174,6 +175,29 @@ const struct sb_option *sb_config_option(const char *name);
  * a and b are only read. */
 size_t sb_config_diff(const struct sb_config *a, const struct sb_config *b, sb_config_diff_fn fn,
                       void *ctx);
+
+/* One broker of the mqtt_host list. */
+struct sb_host {
+  char name[256]; /* a host name or an IPv4 or IPv6 address (no brackets) */
+  int port;
+};
+
+/* Longest entry of an mqtt_host list: "[" name "]:" port. */
+#define SB_HOST_ENTRY_MAX 264
+
+/* Reads the next entry of an mqtt_host list at *list: comma-separated
+ * `host`, `host:port`, `[IPv6]` or `[IPv6]:port`, with blanks around the
+ * commas allowed; an entry without a port takes default_port. Returns 1 with
+ * *host filled and *list moved past the entry, 0 at the end of the list, or
+ * SB_EINVAL with err naming the bad entry (an empty one, a port out of
+ * 1..65535, an IPv6 address without brackets, characters no host name has).
+ * Pure; *list is borrowed. */
+int sb_config_next_host(const char **list, int default_port, struct sb_host *host,
+                        struct sb_err *err);
+
+/* Writes host as "name:port" ("[name]:port" for an IPv6 address) into buf
+ * (len bytes, at least SB_HOST_ENTRY_MAX) and returns buf. Pure. */
+const char *sb_config_host_label(const struct sb_host *host, char *buf, size_t len);
 
 /* Exchanges the values of option o between a and b (a string changes owner:
  * whichever config is freed last frees it). */

@@ -56,12 +56,17 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
                       size_t len)
 {
   struct out o = {buf, len, 0, 0};
+  const char *broker;
 
   gauge(&o, "connections", "Open SSE connections.", g->connections);
   gauge(&o, "users", "Users with at least one open SSE connection.", g->users);
   gauge(&o, "replay_users", "Users the hub holds: connected, or idle with a replay buffer.", g->replay_users);
   gauge(&o, "mqtt_connected", "1 while the MQTT side is up.",
         (unsigned long long)atomic_load(&m->mqtt_connected));
+  if ((broker = atomic_load(&m->mqtt_broker)))
+    emit(&o, "# HELP mqtt_sse_bridge_mqtt_broker_info The MQTT broker in use (mqtt_host).\n"
+             "# TYPE mqtt_sse_bridge_mqtt_broker_info gauge\n"
+             "mqtt_sse_bridge_mqtt_broker_info{broker=\"%s\"} 1\n", broker);
   gauge(&o, "mqtt_subscriptions", "Topic filters subscribed and acknowledged by the broker.",
         (unsigned long long)atomic_load(&m->mqtt_subscriptions));
   counter(&o, "events_received_total", "MQTT messages received.", atomic_load(&m->events_received));

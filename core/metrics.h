@@ -39,6 +39,9 @@ struct sb_metrics {
   atomic_ullong http_errors[SB_HTTP_ERROR_COUNT];
   atomic_int mqtt_connected;
   atomic_int mqtt_subscriptions;  /* topic filters the broker acknowledged */
+  /* the broker in use, "host:port" (the daemon's mqtt_host entry), or NULL:
+   * borrowed from the MQTT side, which keeps it while it is set */
+  _Atomic(const char *) mqtt_broker;
 };
 
 struct sb_metrics_gauges {

@@ -333,6 +333,11 @@ void sb_server_set_upstream(struct sb_server *b, int connected)
   }
 }
 
+void sb_server_set_broker(struct sb_server *b, const char *broker)
+{
+  atomic_store(&b->metrics.mqtt_broker, broker);
+}
+
 void sb_server_set_subscriptions(struct sb_server *b, int n)
 {
   atomic_store(&b->metrics.mqtt_subscriptions, n);

@@ -101,6 +101,12 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
  * per_user mode, subscribe every user it holds again. */
 void sb_server_set_upstream(struct sb_server *b, int connected);
 
+/* Names the broker the MQTT side is on, "host:port", for /healthz ("broker")
+ * and /metrics (mqtt_sse_bridge_mqtt_broker_info); NULL while on none.
+ * broker is borrowed: it must stay unchanged until it is replaced or the
+ * server is stopped. Any thread. */
+void sb_server_set_broker(struct sb_server *b, const char *broker);
+
 /* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+" (in
  * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead).
  * Borrowed from b; any thread. */

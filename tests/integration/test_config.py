@@ -124,6 +124,23 @@ class BadConfiguration(BridgeTestCase):
 
 
 @only_forms("daemon")
+class QuietLogLevels(BridgeTestCase):
+
+    @only_forms("daemon")
+    def test_the_daemon_keeps_serving_at_every_log_level(self):
+        """Below log_level notice nothing may be skipped but log lines: the
+        daemon once ended right after its start at warning and error."""
+        for level in ("warning", "error"):
+            b = self.start_bridge(log_level=level)
+            c = self.sse("a1", "A")
+            time.sleep(scaled(0.5))
+            self.assertTrue(b.running, "the daemon ended at log_level %s" % level)
+            self.publish("A", "timer", payload={"m": level})
+            self.assert_markers(c, [level])
+            c.close()
+            b.stop()
+
+
 class ConfigFile(BridgeTestCase):
 
     def test_file_options_and_flags_that_override_them(self):

@@ -292,6 +292,16 @@ static void test_set_bad_values(void **state)
     {"jwt_leeway", "-1"},
     {"jwt_leeway", "3601"},
     {"mqtt_host", ""},
+    {"mqtt_host", "a,,b"},
+    {"mqtt_host", "a,"},
+    {"mqtt_host", "::1"},
+    {"mqtt_host", "[::1"},
+    {"mqtt_host", "[::1]x"},
+    {"mqtt_host", "[nope]:1883"},
+    {"mqtt_host", "a:0"},
+    {"mqtt_host", "a:65536"},
+    {"mqtt_host", "a:x"},
+    {"mqtt_host", "a b"},
     {"mqtt_port", "0"},
     {"mqtt_port", "65536"},
     {"mqtt_qos", "3"},
@@ -884,6 +894,42 @@ static void test_diff(void **state)
   sb_config_free(&other);
 }
 
+/* mqtt_host lists: each entry with its port (mqtt_port where it has none),
+ * blanks around commas, IPv6 in brackets; a bad entry is named. */
+static void test_host_list(void **state)
+{
+  const char *list = " broker1 , 10.0.0.2:1884,[::1],[fe80::1]:8883 ";
+  static const struct {
+    const char *name, *label;
+    int port;
+  } want[] = {{"broker1", "broker1:1883", 1883},
+              {"10.0.0.2", "10.0.0.2:1884", 1884},
+              {"::1", "[::1]:1883", 1883},
+              {"fe80::1", "[fe80::1]:8883", 8883}};
+  struct sb_host h;
+  struct sb_err err = {""};
+  char label[SB_HOST_ENTRY_MAX];
+  size_t n = 0;
+  int rc;
+
+  (void)state;
+  while ((rc = sb_config_next_host(&list, 1883, &h, &err)) == 1) {
+    assert_true(n < 4);
+    assert_string_equal(h.name, want[n].name);
+    assert_int_equal(h.port, want[n].port);
+    assert_string_equal(sb_config_host_label(&h, label, sizeof(label)), want[n].label);
+    n++;
+  }
+  assert_int_equal(rc, 0);
+  assert_int_equal(n, 4);
+
+  list = "good:1883, bad:99999 ,other";
+  assert_int_equal(sb_config_next_host(&list, 1883, &h, &err), 1);
+  assert_int_equal(sb_config_next_host(&list, 1883, &h, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "mqtt_host"));
+  assert_non_null(strstr(err.msg, "'bad:99999'"));
+}
+
 static void test_swap(void **state)
 {
   struct sb_config *c = *state, other;
@@ -944,6 +990,7 @@ int main(void)
     T(test_table_reload),
     T(test_diff),
     T(test_swap),
+    T(test_host_list),
   };
 #undef T
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
