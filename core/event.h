@@ -15,7 +15,9 @@ struct sb_frame;
  * in bytes. */
 #define SB_EVENT_ID_MAX 128
 
-/* Why a message was dropped; each is a label of the dropped counter. */
+/* Why a message was dropped; each is a label of the dropped counter. memory:
+ * the server's intake refused it at max_memory (sb_event_parse never says
+ * so). */
 #define SB_DROP_MAP(XX)                                   \
   XX(BAD_TOPIC, "bad_topic")                              \
   XX(TOO_LARGE, "too_large")                              \
@@ -27,7 +29,8 @@ struct sb_frame;
   XX(BAD_FIELD, "bad_field")                              \
   XX(CHANNEL_MISMATCH, "channel_mismatch")                \
   XX(BAD_TIMESTAMP, "bad_timestamp")                      \
-  XX(BAD_ID, "bad_id")
+  XX(BAD_ID, "bad_id")                                    \
+  XX(MEMORY, "memory")
 
 enum sb_drop {
   SB_DROP_NONE = 0,

@@ -664,7 +664,8 @@ static void test_drop_labels(void **state)
   assert_string_equal(sb_drop_label(SB_DROP_CHANNEL_MISMATCH), "channel_mismatch");
   assert_string_equal(sb_drop_label(SB_DROP_BAD_TIMESTAMP), "bad_timestamp");
   assert_string_equal(sb_drop_label(SB_DROP_BAD_ID), "bad_id");
-  assert_int_equal(SB_DROP_COUNT, 12);
+  assert_string_equal(sb_drop_label(SB_DROP_MEMORY), "memory");
+  assert_int_equal(SB_DROP_COUNT, 13);
   assert_string_equal(sb_drop_label(SB_DROP_COUNT), "unknown");
   assert_string_equal(sb_drop_label((enum sb_drop)-1), "unknown");
 }
