@@ -2,7 +2,10 @@
  *
  * The topic is authoritative for user and channel. A valid event comes out
  * with channel and timestamp filled in and serialised once as compact,
- * one-line JSON, ready to be framed. Pure: the caller passes the time. */
+ * one-line JSON, ready to be framed: the payload's own text without the
+ * whitespace between tokens, numbers exactly as written, strings as jansson
+ * writes them. So its size follows the size of the MQTT message, never more
+ * than sb_event_json_bound(). Pure: the caller passes the time. */
 #ifndef SB_EVENT_H
 #define SB_EVENT_H
 
@@ -54,7 +57,8 @@ struct sb_event {
   char *source; /* the device left out: excludeDeviceId where given, else
                    sourceDeviceId, else NULL (no device is left out) */
   char *target; /* targetDeviceId or NULL */
-  char *json;   /* compact JSON of the whole event */
+  char *json;   /* compact JSON of the whole event, NUL-terminated; at most
+                   sb_event_json_bound(payload length, channel length) bytes */
   size_t json_len;
 };
 
@@ -72,6 +76,13 @@ struct sb_event_error {
 int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t topic_len,
                    const void *payload, size_t len, struct sb_event *ev,
                    struct sb_event_error *why);
+
+/* Returns the most bytes the json of an event parsed from a payload of
+ * payload_len bytes on a topic whose channel has channel_len bytes can have:
+ * the payload (made compact, it only shrinks) plus the channel and timestamp
+ * fields the bridge adds. sb_event_parse() checks the json it makes against
+ * it. Pure. */
+size_t sb_event_json_bound(size_t payload_len, size_t channel_len);
 
 /* Frees the strings of ev and zeroes it. NULL-safe. */
 void sb_event_clear(struct sb_event *ev);
