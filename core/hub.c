@@ -367,34 +367,30 @@ static void evict_oldest(struct sb_hub *hub, struct user *u, enum sb_evicted fro
   atomic_fetch_add(&hub->m->evicted[from], 1);
 }
 
-/* Returns the lingering user (no connections) that holds events and whose
- * linger ends first, or NULL. */
-static struct user *lingering_holder(const struct sb_hub *hub)
+/* Returns 1 if evicting the oldest event of u would free its bytes: no
+ * queue holds it still (then it would only move to queues). */
+static int evictable(const struct user *u)
 {
-  struct sb_list *l;
-
-  sb_list_foreach(l, &hub->lingering) {
-    struct user *u = sb_list_entry(l, struct user, linger_link);
-    if (u->ring_count > 0)
-      return u;
-  }
-  return NULL;
+  return u->ring_count > 0 && ring_at(u, 0)->queues == 0;
 }
 
-/* Evicts the oldest event of each connected user holding more than one, in
- * one pass, until the hub is within max_memory. Returns how many it evicted. */
+/* Evicts the oldest event of each connected user holding more than one
+ * (and whose oldest is not queued), one user after the other, until the
+ * hub is within max_memory or every user had its turn; a user that had its
+ * turn goes last, so that the next call starts with the next one. Returns
+ * how many it evicted. */
 static size_t squeeze_floors(struct sb_hub *hub)
 {
-  struct sb_list *l;
   size_t n = 0;
 
-  sb_list_foreach(l, &hub->connected) {
+  for (size_t i = 0; i < hub->nconnected_users && mem_held(hub) > hub->o.max_memory; i++) {
+    struct sb_list *l = sb_list_first(&hub->connected);
     struct user *u = sb_list_entry(l, struct user, conn_link);
-    if (u->ring_count > 1) {
+    sb_list_remove(l);
+    sb_list_push_back(&hub->connected, l);
+    if (u->ring_count > 1 && evictable(u)) {
       evict_oldest(hub, u, SB_EVICTED_CONNECTED);
       n++;
-      if (mem_held(hub) <= hub->o.max_memory)
-        break;
     }
   }
   return n;
@@ -417,30 +413,41 @@ static void log_evictions(struct sb_hub *hub)
 }
 
 /* Evicts replay events while the hub holds more than max_memory, in the
- * order hub.h gives; stops when nothing is left to evict. */
+ * order hub.h gives; stops when nothing is left to evict. An event still
+ * queued to a connection of its user is not evicted (that would free
+ * nothing), nor are the events after it. */
 static void keep_to_budget(struct sb_hub *hub)
 {
-  struct sb_list *l;
+  struct sb_list *l, *next;
   struct user *u;
 
-  if (!hub->o.max_memory)
+  if (!hub->o.max_memory || mem_held(hub) <= hub->o.max_memory)
     return;
-  while (mem_held(hub) > hub->o.max_memory) {
-    if ((l = sb_list_first(&hub->idle))) {
-      u = sb_list_entry(l, struct user, idle_link);
-      evict_oldest(hub, u, SB_EVICTED_IDLE);
-      if (u->ring_count == 0)
-        user_free(hub, u);
-    } else if ((u = lingering_holder(hub))) {
-      evict_oldest(hub, u, SB_EVICTED_IDLE);
-    } else if ((l = sb_list_first(&hub->spare))) {
-      u = sb_list_entry(l, struct user, spare_link);
-      evict_oldest(hub, u, SB_EVICTED_CONNECTED);
-      spare_update(hub, u, 0);
-    } else if (!squeeze_floors(hub)) {
-      break;
-    }
+  /* users without connections, least recently published-to first */
+  while (mem_held(hub) > hub->o.max_memory && (l = sb_list_first(&hub->idle))) {
+    u = sb_list_entry(l, struct user, idle_link);
+    evict_oldest(hub, u, SB_EVICTED_IDLE);
+    if (u->ring_count == 0)
+      user_free(hub, u);
   }
+  /* lingering users (no connections either), kept while they linger */
+  sb_list_foreach(l, &hub->lingering) {
+    u = sb_list_entry(l, struct user, linger_link);
+    while (mem_held(hub) > hub->o.max_memory && u->ring_count > 0)
+      evict_oldest(hub, u, SB_EVICTED_IDLE);
+  }
+  /* connected users beyond their floor, least recently published-to first */
+  for (l = hub->spare.next; l != &hub->spare && mem_held(hub) > hub->o.max_memory; l = next) {
+    next = l->next;
+    u = sb_list_entry(l, struct user, spare_link);
+    while (mem_held(hub) > hub->o.max_memory &&
+           u->ring_count > (unsigned)hub->o.replay_floor && evictable(u))
+      evict_oldest(hub, u, SB_EVICTED_CONNECTED);
+    spare_update(hub, u, 0);
+  }
+  /* the floors, one event a user a round, down to each one's newest */
+  while (mem_held(hub) > hub->o.max_memory && squeeze_floors(hub))
+    ;
   log_evictions(hub);
 }
 
