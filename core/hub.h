@@ -7,6 +7,10 @@
  * over shared frames: an event is framed once and every recipient's queue
  * holds a reference to the same bytes.
  *
+ * It counts the bytes it holds (sb_hub_memory) and keeps within
+ * max_memory by evicting replay events, idle users' first; see
+ * sb_hub_opts.max_memory.
+ *
  * Pure logic: no sockets, no threads, no clock, no JSON of its own. Time
  * comes in as milliseconds of a monotonic clock; the one event the hub makes
  * up (system/resync) comes from the caller's resync function, which stamps it.
