@@ -79,7 +79,7 @@ struct sb_hub {
   long long evict_logged;    /* when evictions were last logged; 0: never */
   long long now;             /* the latest time a call brought */
   char *origin_id;           /* opts.origin_id, owned; NULL when unset */
-  size_t lost_users;         /* users freed while their ring held events */
+  size_t lost_users;         /* users freed that held events or had some evicted */
   struct sb_frame *heartbeat, *retry;
 };
 
