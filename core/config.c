@@ -44,6 +44,8 @@ static const struct sb_option opts[] = {
    RESTART, "65536"},
   {"max_queue_bytes", LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, SB_CHECK_NONE, BOTH,
    HUB, "1048576"},
+  {"max_memory", LONG, F(max_memory), 1024L * 1024, 1024L * 1024 * 1024 * 1024, SB_CHECK_NONE,
+   BOTH, HUB, "268435456"},
   {"replay_buffer", INT, F(replay_buffer), 0, 1000000, SB_CHECK_NONE, BOTH, RESTART, "256"},
   {"presence_prefix", STR, F(presence_prefix), 0, 0, SB_CHECK_PREFIX_OR_EMPTY, BOTH, RESTART, ""},
   {"replay_dir", STR, F(replay_dir), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
@@ -602,6 +604,13 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
       sb_err_set(err, "cors_origins: '*' is allowed only with 'auth none'; list the origins");
       return SB_EINVAL;
     }
+  }
+  if (cfg->max_memory / SB_CONFIG_MEMORY_EVENTS < cfg->max_event_bytes) {
+    sb_err_set(err, "max_memory: %ld bytes hold fewer than %d events of max_event_bytes (%ld); "
+               "give at least %ld",
+               cfg->max_memory, SB_CONFIG_MEMORY_EVENTS, cfg->max_event_bytes,
+               cfg->max_event_bytes * SB_CONFIG_MEMORY_EVENTS);
+    return SB_EINVAL;
   }
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
     sb_err_set(err, "%s: mqtt_certfile and mqtt_keyfile go together",

@@ -21,6 +21,8 @@
 /* The fewest bytes of an HS256 secret (jwt_secret, jwt_secret_file): the
  * size of the hash (RFC 7518 3.2). */
 #define SB_CONFIG_SECRET_MIN 32
+/* max_memory must hold at least this many events of max_event_bytes. */
+#define SB_CONFIG_MEMORY_EVENTS 8
 
 enum sb_form { SB_FORM_DAEMON = 0, SB_FORM_PLUGIN = 1 };
 enum sb_auth_mode { SB_AUTH_JWT = 0, SB_AUTH_NONE = 1 };
@@ -98,6 +100,7 @@ struct sb_config {
   int max_connections_per_user;
   long max_event_bytes;
   long max_queue_bytes;
+  long max_memory;        /* bytes for replay buffers, stream queues and pending events */
   int replay_buffer;
   char *presence_prefix;
   char *replay_dir;       /* "" keeps the replay buffers in memory only */
@@ -154,8 +157,10 @@ int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *pa
 
 /* Checks what single options cannot (auth needs a key unless `auth none`,
  * jwt_secret and jwt_secret_file exclude each other, a secret has at least
- * SB_CONFIG_SECRET_MIN bytes, http_tls_cert and http_tls_key go together)
- * and reads jwt_secret_file into jwt_secret. Returns 0, or SB_EINVAL/SB_EIO with err
+ * SB_CONFIG_SECRET_MIN bytes, http_tls_cert and http_tls_key go together,
+ * max_memory holds at least SB_CONFIG_MEMORY_EVENTS events of
+ * max_event_bytes) and reads jwt_secret_file into jwt_secret. Returns 0, or
+ * SB_EINVAL/SB_EIO with err
  * naming the option, or SB_ENOMEM. */
 int sb_config_finish(struct sb_config *cfg, struct sb_err *err);
 

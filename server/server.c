@@ -29,9 +29,11 @@
 #define HTTP_POLL_MS 500
 /* How long a clean stop waits for streams to flush their last bytes. */
 #define STOP_GRACE_MS 2000
-/* Users without connections whose replay buffer is kept (least recently
- * published-to are dropped first). */
-#define MAX_IDLE_USERS 10000
+/* Under memory pressure, the events each connected user keeps (its newest)
+ * while older events of others can go: see sb_hub_opts.max_memory. */
+#define REPLAY_FLOOR 16
+/* The least time between two log lines about events refused for memory. */
+#define REFUSAL_LOG_MS 10000
 /* subscribe_mode per_user: how long a user's subscription outlives its last
  * connection, so that a reload or a reconnect misses nothing. */
 #define INTEREST_LINGER_MS 60000
@@ -45,6 +47,7 @@
 /* An event on its way from the intake thread to the loop thread. */
 struct pending {
   struct sb_list link; /* on sb_server.pending */
+  size_t cost;         /* its bytes under max_memory, frame included */
   struct sb_frame *frame;
   int publisher_id; /* the id came with the event: drop it if already held */
   char user[];
@@ -84,7 +87,21 @@ struct sb_server {
   pthread_cond_t reloaded;
   struct sb_list pending;   /* struct pending, oldest first */
   struct reload *reload;
+
+  atomic_llong refusal_logged;       /* monotonic ms of the last refusal line; 0: none */
+  atomic_ullong refusals_unlogged;   /* events refused for memory since that line */
 };
+
+/* The part of max_memory kept for the intake queue: the hub evicts down to
+ * the rest, so that a burst of events finds room while the loop catches up.
+ * An eighth of the budget, and at least two of the largest events (the
+ * configuration keeps that under half of it). */
+static size_t intake_reserve(const struct sb_config *cfg)
+{
+  size_t budget = (size_t)cfg->max_memory, two = 2 * ((size_t)cfg->max_event_bytes + 1024);
+  size_t r = budget / 8 > two ? budget / 8 : two;
+  return r < budget / 2 ? r : budget / 2;
+}
 
 static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
 {
@@ -95,7 +112,9 @@ static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
   ho->heartbeat_ms = cfg->heartbeat_interval * 1000;
   ho->retry_ms = cfg->retry_ms;
   ho->max_queue_bytes = (size_t)cfg->max_queue_bytes;
-  ho->max_idle_users = MAX_IDLE_USERS;
+  ho->max_idle_users = SIZE_MAX; /* idle users are bounded by their bytes */
+  ho->max_memory = (size_t)cfg->max_memory - intake_reserve(cfg);
+  ho->replay_floor = REPLAY_FLOOR;
 }
 
 /* ---- the hub's callbacks (loop thread) ------------------------------------ */
@@ -271,6 +290,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   ho.cb_ctx = b;
   snprintf(origin, sizeof(origin), "%lld-0", b->boot_ms);
   ho.origin_id = origin;
+  atomic_store(&b->metrics.memory_budget, (unsigned long long)cfg->max_memory);
   if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics)) ||
       !(b->presence = sb_presence_new(cfg->presence_prefix, b->hub, now, &b->log, &b->metrics))) {
     sb_err_set(err, "out of memory");
@@ -343,6 +363,45 @@ void sb_server_set_subscriptions(struct sb_server *b, int n)
   atomic_store(&b->metrics.mqtt_subscriptions, n);
 }
 
+/* Takes cost bytes for the intake queue if the budget has room for them
+ * beside what the hub holds. Returns 1 if taken, 0 if not. Any thread. */
+static int take_pending(struct sb_server *b, size_t cost)
+{
+  struct sb_metrics *m = &b->metrics;
+  unsigned long long budget = atomic_load(&m->memory_budget), held;
+  unsigned long long pending = atomic_load(&m->memory[SB_MEM_PENDING]);
+
+  do {
+    held = atomic_load(&m->memory[SB_MEM_REPLAY]) + atomic_load(&m->memory[SB_MEM_QUEUES]);
+    if (budget && held + pending + cost > budget)
+      return 0;
+  } while (!atomic_compare_exchange_weak(&m->memory[SB_MEM_PENDING], &pending, pending + cost));
+  return 1;
+}
+
+/* Counts an event refused for memory and logs it, one line per
+ * REFUSAL_LOG_MS at most (with the number refused meanwhile). Any thread. */
+static void refuse_for_memory(struct sb_server *b, const char *topic, size_t len)
+{
+  struct sb_metrics *m = &b->metrics;
+  long long now = sb_clock_mono_ms(), last = atomic_load(&b->refusal_logged);
+  unsigned long long n;
+  char shown[96];
+
+  atomic_fetch_add(&m->events_dropped[SB_DROP_MEMORY], 1);
+  atomic_fetch_add(&b->refusals_unlogged, 1);
+  if ((last && now - last < REFUSAL_LOG_MS) ||
+      !atomic_compare_exchange_strong(&b->refusal_logged, &last, now))
+    return;
+  n = atomic_exchange(&b->refusals_unlogged, 0);
+  SB_LOG(&b->log, SB_LOG_WARNING,
+         "[SSE] Memory budget reached: dropped %llu event%s (the latest on %s, %zu bytes); "
+         "max_memory %llu, held: replay %llu, queues %llu, pending %llu",
+         n, n == 1 ? "" : "s", sb_log_printable(topic, shown, sizeof(shown)), len,
+         atomic_load(&m->memory_budget), atomic_load(&m->memory[SB_MEM_REPLAY]),
+         atomic_load(&m->memory[SB_MEM_QUEUES]), atomic_load(&m->memory[SB_MEM_PENDING]));
+}
+
 void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len)
 {
   struct sb_event_rules rules = {b->cfg.topic_prefix, (size_t)b->cfg.max_event_bytes, {0, 0}};
@@ -386,6 +445,14 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
   }
   memcpy(p->user, ev.user, ulen + 1);
   p->publisher_id = ev.id != NULL;
+  p->cost = sb_mem_cost(sizeof(*p) + ulen + 1) + p->frame->cost;
+  if (!take_pending(b, p->cost)) {
+    sb_frame_unref(p->frame);
+    free(p);
+    sb_event_clear(&ev);
+    refuse_for_memory(b, topic, len);
+    return;
+  }
   rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0, ev.user, ev.channel, id,
                                 ev.json, ulen, strlen(ev.channel), strlen(id), ev.json_len};
   atomic_fetch_add(&b->metrics.events_accepted, 1);
@@ -429,6 +496,7 @@ static void apply_reload(struct sb_server *b, struct reload *r)
   for (size_t i = 0; i < n; i++)
     if (opts[i].reload == SB_RELOAD_APPLY || (opts[i].reload == SB_RELOAD_HUB && hub_took))
       sb_config_swap(&b->cfg, r->cfg, &opts[i]);
+  atomic_store(&b->metrics.memory_budget, (unsigned long long)b->cfg.max_memory);
   b->log.level = b->cfg.log_level;
   if (b->http)
     sb__http_reload(b->http, &r->tls); /* cors_origins is parsed once, there */
@@ -467,6 +535,8 @@ static void drain(struct sb_server *b)
   sb_presence_clear_stale(b->presence);
   sb_list_foreach_safe(l, tmp, &queue) {
     struct pending *p = sb_list_entry(l, struct pending, link);
+    /* the hub counts the frame from here on */
+    atomic_fetch_sub(&b->metrics.memory[SB_MEM_PENDING], p->cost);
     if (p->publisher_id && sb_hub_has_event(b->hub, p->user, p->frame->id)) {
       atomic_fetch_add(&b->metrics.events_duplicate, 1);
       sb_frame_unref(p->frame);
@@ -498,6 +568,7 @@ static void free_pending(struct sb_server *b)
   sb_list_foreach_safe(l, tmp, &b->pending) {
     struct pending *p = sb_list_entry(l, struct pending, link);
     sb_list_remove(l);
+    atomic_fetch_sub(&b->metrics.memory[SB_MEM_PENDING], p->cost);
     sb_frame_unref(p->frame);
     free(p);
   }

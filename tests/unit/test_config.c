@@ -829,12 +829,12 @@ static void test_table_reload(void **state)
 {
   static const char *const applied[] = {
     "log_level", "heartbeat_interval", "retry_ms", "max_connections",
-    "max_connections_per_user", "max_queue_bytes", "auth", "cors_origins",
+    "max_connections_per_user", "max_queue_bytes", "max_memory", "auth", "cors_origins",
     "http_tls_cert", "http_tls_key", /* the files are read again */
   };
   static const char *const hub[] = {
     "heartbeat_interval", "retry_ms", "max_connections", "max_connections_per_user",
-    "max_queue_bytes",
+    "max_queue_bytes", "max_memory",
   };
   const struct sb_option *opts;
   size_t n;
