@@ -34,6 +34,7 @@ struct sb_conn {
   void *wake_ctx;
   unsigned char waiting;
   unsigned char state;
+  unsigned char written; /* an event was queued since the last heartbeat check */
 };
 
 struct user;
@@ -887,8 +888,13 @@ static size_t deliver(struct sb_hub *hub, struct user *u, struct sb_frame *f, co
     if ((only && strcmp(d->id, only) != 0) || (except && strcmp(d->id, except) == 0))
       continue;
     /* an enqueue may cut c, which stays on the list until unregistered */
-    sb_list_foreach_safe(cl, ctmp, &d->conns)
-      n += (size_t)enqueue(hub, sb_list_entry(cl, struct sb_conn, dev_link), f, 1);
+    sb_list_foreach_safe(cl, ctmp, &d->conns) {
+      struct sb_conn *c = sb_list_entry(cl, struct sb_conn, dev_link);
+      if (enqueue(hub, c, f, 1)) {
+        c->written = 1;
+        n++;
+      }
+    }
   }
   atomic_fetch_add(&hub->m->deliveries, n);
   return n;
@@ -964,12 +970,17 @@ long long sb_hub_tick(struct sb_hub *hub, long long now_ms)
     hub->o.on_interest(hub->o.cb_ctx, u->id, 0);
     user_settle(hub, u);
   }
-  /* every interval is the same: the one due goes last, keeping the order */
+  /* every interval is the same: the one due goes last, keeping the order. A
+   * stream that got an event since its last check needs no heartbeat now (it
+   * is never silent for two intervals): a busy stream costs none */
   while ((c = first_heartbeat(hub)) && c->next_hb <= now_ms) {
     c->next_hb = now_ms + hub->o.heartbeat_ms;
     sb_list_remove(&c->hb_link);
     sb_list_push_back(&hub->heartbeats, &c->hb_link);
-    sb_hub_heartbeat(hub, c);
+    if (c->written)
+      c->written = 0;
+    else
+      sb_hub_heartbeat(hub, c);
   }
   next = (c = first_heartbeat(hub)) ? c->next_hb - now_ms : -1;
   if ((u = first_lingering(hub)) && (next < 0 || u->linger_until - now_ms < next))

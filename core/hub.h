@@ -142,7 +142,9 @@ size_t sb_hub_send_to_device(struct sb_hub *hub, const char *user, const char *d
 int sb_hub_heartbeat(struct sb_hub *hub, struct sb_conn *conn);
 
 /* Sends the heartbeats that are due at now_ms and ends the interest linger
- * of users whose time is up. Returns the milliseconds until the next of
+ * of users whose time is up. A connection that was queued an event since its
+ * previous check gets no heartbeat at this one (it is never silent for two
+ * intervals, and a busy stream costs no heartbeat). Returns the milliseconds until the next of
  * these, or -1 when there is none. */
 long long sb_hub_tick(struct sb_hub *hub, long long now_ms);
 

@@ -73,6 +73,7 @@ struct mconn {
   int user, device;
   int state, waiting;
   long long next_hb;
+  int written; /* an event was queued since the last heartbeat check */
   struct expect q;
   unsigned wakes, want_wakes;
 };
@@ -218,7 +219,10 @@ static size_t model_deliver(int u, const struct sb_frame *f, const char *only, c
     if (!mc->used || mc->user != u || (only && strcmp(dev, only) != 0) ||
         (except && strcmp(dev, except) == 0))
       continue;
-    n += (size_t)model_enqueue(mc, f->bytes, f->len, NULL, 1);
+    if (model_enqueue(mc, f->bytes, f->len, NULL, 1)) {
+      mc->written = 1;
+      n++;
+    }
   }
   S.deliveries += n;
   return n;
@@ -469,6 +473,7 @@ static void op_register(const uint8_t **data, size_t *size)
   mc->device = d;
   mc->state = SB_CONN_OPEN;
   mc->waiting = 0;
+  mc->written = 0;
   mc->wakes = mc->want_wakes = 0;
   mc->next_hb = S.now + S.o.heartbeat_ms;
   S.hb[S.nhb++] = slot;
@@ -643,7 +648,10 @@ static void op_tick(uint8_t b)
     S.conns[slot].next_hb = S.now + S.o.heartbeat_ms;
     memmove(S.hb, S.hb + 1, (size_t)(S.nhb - 1) * sizeof(S.hb[0]));
     S.hb[S.nhb - 1] = slot;
-    model_heartbeat(&S.conns[slot]);
+    if (S.conns[slot].written) /* a stream written to since its last check: none */
+      S.conns[slot].written = 0;
+    else
+      model_heartbeat(&S.conns[slot]);
   }
   want = S.nhb ? S.conns[S.hb[0]].next_hb - S.now : -1;
   FUZZ_CHECK(next == want, "tick says next in %lld ms, expected %lld", next, want);

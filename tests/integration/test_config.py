@@ -123,7 +123,6 @@ class BadConfiguration(BridgeTestCase):
         self.assert_refused("heartbeat_interval", extra_args=["-c", path])
 
 
-@only_forms("daemon")
 class QuietLogLevels(BridgeTestCase):
 
     @only_forms("daemon")
@@ -141,6 +140,7 @@ class QuietLogLevels(BridgeTestCase):
             b.stop()
 
 
+@only_forms("daemon")
 class ConfigFile(BridgeTestCase):
 
     def test_file_options_and_flags_that_override_them(self):

@@ -1024,6 +1024,42 @@ static void test_wake(void **state)
 
 /* ---- heartbeats ----------------------------------------------------------- */
 
+/* A stream that got an event since its last heartbeat check gets no
+ * heartbeat at this check; one silent for the whole interval does. */
+static void test_no_heartbeat_on_busy_streams(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *busy, *quiet;
+
+  start(f);
+  busy = reg_at(f, "u1", "A", NULL, 0, &w);
+  quiet = reg_at(f, "u2", "B", NULL, 0, &w);
+  skip_retry(busy);
+  skip_retry(quiet);
+
+  publish(f, "u1", "e1", NULL, NULL, "one");
+  assert_string_equal(drain(busy), EV("e1", "one"));
+  assert_int_equal(sb_hub_tick(f->hub, 25000), 25000);
+  assert_string_equal(drain(busy), ""); /* written to within the interval */
+  assert_string_equal(drain(quiet), HB);
+  assert_int_equal(load(&f->m.heartbeats), 1);
+
+  /* silent since that check: its heartbeat comes at the next one */
+  assert_int_equal(sb_hub_tick(f->hub, 50000), 25000);
+  assert_string_equal(drain(busy), HB);
+  assert_string_equal(drain(quiet), HB);
+  assert_int_equal(load(&f->m.heartbeats), 3);
+
+  /* an event to another user's stream does not count for this one */
+  publish(f, "u2", "e2", NULL, NULL, "two");
+  assert_string_equal(drain(quiet), EV("e2", "two"));
+  assert_int_equal(sb_hub_tick(f->hub, 75000), 25000);
+  assert_string_equal(drain(busy), HB);
+  assert_string_equal(drain(quiet), "");
+  assert_int_equal(load(&f->m.heartbeats), 4);
+}
+
 static void test_tick_heartbeats(void **state)
 {
   struct fx *f = *state;
@@ -1998,6 +2034,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_max_connections_per_user, setup, teardown),
     cmocka_unit_test_setup_teardown(test_wake, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tick_heartbeats, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_no_heartbeat_on_busy_streams, setup, teardown),
     cmocka_unit_test_setup_teardown(test_heartbeat_on_closing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_slow_connection_cut, setup, teardown),
     cmocka_unit_test_setup_teardown(test_cut_wakes_when_not_waiting, setup, teardown),

@@ -244,14 +244,6 @@ def _strict_pairs(pairs: Sequence[Tuple[str, object]]) -> Dict[str, object]:
     return seen
 
 
-def _strict_int(text: str) -> int:
-    v = int(text)
-    if v < _INT_MIN or v > _INT_MAX:
-        raise InvalidEventError("the event holds the integer %s, outside the signed 64-bit range "
-                                "the bridge reads" % _show(v))
-    return v
-
-
 def encode_event(topic_prefix: str, user_id: object, event: object,
                  extra: Optional[Mapping[str, object]] = None,
                  max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Tuple[str, bytes]:
@@ -301,6 +293,7 @@ def encode_event(topic_prefix: str, user_id: object, event: object,
     if len(data) > max_event_bytes:
         raise EventTooLargeError("the event is %d bytes of JSON, over max_event_bytes (%d)"
                                  % (len(data), max_event_bytes))
-    # read back as the bridge reads it: no key twice, integers within 64 bits
-    json.loads(text, object_pairs_hook=_strict_pairs, parse_int=_strict_int)
+    # read back as the bridge reads it: no key twice (numbers of any size are
+    # kept as written)
+    json.loads(text, object_pairs_hook=_strict_pairs)
     return "%s/%s/%s" % (topic_prefix, user, channel), data
