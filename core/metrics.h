@@ -12,13 +12,22 @@
 
 #include "event.h"
 
-#define SB_HTTP_ERROR_MAP(XX) XX(400) XX(401) XX(403) XX(404) XX(405) XX(413) XX(429) XX(503)
+#define SB_HTTP_ERROR_MAP(XX) \
+  XX(400) XX(401) XX(403) XX(404) XX(405) XX(413) XX(415) XX(429) XX(503)
 
 enum sb_http_error {
 #define SB__HTTP_ENUM(code) SB_HTTP_E##code,
   SB_HTTP_ERROR_MAP(SB__HTTP_ENUM)
 #undef SB__HTTP_ENUM
   SB_HTTP_ERROR_COUNT
+};
+
+/* Why the HTTP side closed a connection without an answer (the label
+ * reason of mqtt_sse_bridge_http_refused_total). */
+enum sb_http_refusal {
+  SB_HTTP_REFUSED_PER_ADDRESS, /* its address held max_pending_per_address */
+  SB_HTTP_REFUSED_DEADLINE,    /* its request's headers or body came too late */
+  SB_HTTP_REFUSED_COUNT
 };
 
 struct sb_metrics {
@@ -35,6 +44,7 @@ struct sb_metrics {
   atomic_ullong journal_errors;   /* events the replay journal could not keep */
   atomic_ullong presence_published; /* presence records published */
   atomic_ullong http_errors[SB_HTTP_ERROR_COUNT];
+  atomic_ullong http_refused[SB_HTTP_REFUSED_COUNT];
   atomic_int mqtt_connected;
   atomic_int mqtt_subscriptions;  /* topic filters the broker acknowledged */
 };
