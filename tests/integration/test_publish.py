@@ -6,10 +6,12 @@ cookie-authenticated publish must come from the bridge's own origin or one of
 cors_origins."""
 
 import json
+import os
 import time
 import unittest
 
 from harness import BridgeTestCase, assert_quiet, make_jwt
+from test_https import Pki, client_context
 
 SECRET = "publish-secret"
 
@@ -207,6 +209,29 @@ class Forgery(BridgeTestCase):
         self.assert_refused(r, 415, "bearer with text/plain")
         r = self.post("application/jsonx", {"Authorization": "Bearer " + self.ta})
         self.assert_refused(r, 415, "bearer with application/jsonx")
+
+
+class ForgeryOverHttps(BridgeTestCase):
+    """Over HTTPS the bridge's own origin is https://<Host>: the same host
+    over http is another origin."""
+
+    def test_the_own_origin_has_the_scheme_served(self):
+        pki = Pki(os.path.join(self.workdir, "pki"))
+        ca = pki.make_ca("root")
+        cert, key = pki.make_cert("server", "root", 1001)
+        b = self.new_bridge(jwt_secret=SECRET, http_tls_cert=cert, http_tls_key=key)
+        b.ssl_context = client_context(ca)
+        b.start()
+        body = json.dumps({"channel": "timer", "type": "t", "payload": 1,
+                           "deviceId": "a1"}).encode()
+        cookie = "sse_token=" + token("A")
+        for origin, want in (("https://127.0.0.1:%d" % b.port, 202),
+                             ("http://127.0.0.1:%d" % b.port, 403),
+                             ("https://127.0.0.1", 403)):
+            with self.subTest(origin=origin):
+                r = b.request("POST", "/api/publish", body=body, headers={
+                    "Content-Type": "application/json", "Cookie": cookie, "Origin": origin})
+                self.assertEqual(r.status, want, r)
 
 
 class Cors(BridgeTestCase):
