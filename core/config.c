@@ -40,6 +40,8 @@ static const struct sb_option opts[] = {
   {"max_connections", INT, F(max_connections), 1, 1000000, SB_CHECK_NONE, BOTH, HUB, "10000"},
   {"max_connections_per_user", INT, F(max_connections_per_user), 1, 1000000, SB_CHECK_NONE, BOTH,
    HUB, "64"},
+  {"max_pending_per_address", INT, F(max_pending_per_address), 0, 1000000, SB_CHECK_NONE, BOTH,
+   RESTART, "16"},
   {"max_event_bytes", LONG, F(max_event_bytes), 64, 16L * 1024 * 1024, SB_CHECK_NONE, BOTH,
    RESTART, "65536"},
   {"max_queue_bytes", LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, SB_CHECK_NONE, BOTH,

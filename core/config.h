@@ -98,6 +98,7 @@ struct sb_config {
   int retry_ms;
   int max_connections;
   int max_connections_per_user;
+  int max_pending_per_address; /* unfinished HTTP requests of one client address; 0: no limit */
   long max_event_bytes;
   long max_queue_bytes;
   long max_memory;        /* bytes for replay buffers, stream queues and pending events */

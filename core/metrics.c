@@ -11,6 +11,11 @@ static const int http_codes[] = {
 #undef SB__HTTP_CODE
 };
 
+static const char *const refusal_labels[SB_HTTP_REFUSED_COUNT] = {
+  [SB_HTTP_REFUSED_PER_ADDRESS] = "per_address",
+  [SB_HTTP_REFUSED_DEADLINE] = "deadline",
+};
+
 void sb_metrics_http_error(struct sb_metrics *m, int status)
 {
   for (int i = 0; i < SB_HTTP_ERROR_COUNT; i++)
@@ -125,5 +130,10 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
   for (int i = 0; i < SB_HTTP_ERROR_COUNT; i++)
     emit(&o, "mqtt_sse_bridge_http_errors_total{code=\"%d\"} %llu\n", http_codes[i],
          atomic_load(&m->http_errors[i]));
+  emit(&o, "# HELP mqtt_sse_bridge_http_refused_total Connections closed without an answer, by "
+           "reason.\n# TYPE mqtt_sse_bridge_http_refused_total counter\n");
+  for (int i = 0; i < SB_HTTP_REFUSED_COUNT; i++)
+    emit(&o, "mqtt_sse_bridge_http_refused_total{reason=\"%s\"} %llu\n", refusal_labels[i],
+         atomic_load(&m->http_refused[i]));
   return o.full ? SB_ELIMIT : (int)o.at;
 }

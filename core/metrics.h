@@ -12,7 +12,8 @@
 
 #include "event.h"
 
-#define SB_HTTP_ERROR_MAP(XX) XX(400) XX(401) XX(403) XX(404) XX(405) XX(413) XX(429) XX(503)
+#define SB_HTTP_ERROR_MAP(XX) \
+  XX(400) XX(401) XX(403) XX(404) XX(405) XX(413) XX(415) XX(429) XX(503)
 
 enum sb_http_error {
 #define SB__HTTP_ENUM(code) SB_HTTP_E##code,
@@ -39,6 +40,14 @@ enum sb_mem_kind {
  * connections, or users with connections (above their floor first). */
 enum sb_evicted { SB_EVICTED_IDLE = 0, SB_EVICTED_CONNECTED = 1, SB_EVICTED_KINDS };
 
+/* Why the HTTP side closed a connection without an answer (the label
+ * reason of mqtt_sse_bridge_http_refused_total). */
+enum sb_http_refusal {
+  SB_HTTP_REFUSED_PER_ADDRESS, /* its address held max_pending_per_address */
+  SB_HTTP_REFUSED_DEADLINE,    /* its request's headers or body came too late */
+  SB_HTTP_REFUSED_COUNT
+};
+
 struct sb_metrics {
   atomic_ullong events_received;  /* messages that reached the bridge */
   atomic_ullong events_accepted;  /* of those, valid events */
@@ -60,6 +69,7 @@ struct sb_metrics {
   atomic_ullong memory[SB_MEM_KINDS];
   atomic_ullong memory_budget;    /* max_memory; 0: no budget */
   atomic_ullong evicted[SB_EVICTED_KINDS]; /* replay events evicted for the budget */
+  atomic_ullong http_refused[SB_HTTP_REFUSED_COUNT];
   atomic_int mqtt_connected;
   atomic_int mqtt_subscriptions;  /* topic filters the broker acknowledged */
   /* the broker in use, "host:port" (the daemon's mqtt_host entry), or NULL:

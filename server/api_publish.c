@@ -145,12 +145,18 @@ enum MHD_Result sb__serve_publish(const struct sb__request *q, const char *uploa
   struct sb_event_rules rules = rules_of(q);
   struct sb_publish_error why;
   struct upload *u = *con_cls;
-  const char *clen;
+  const char *clen, *foreign;
   unsigned long long n;
   enum MHD_Result ok = MHD_NO;
 
   if (!u) {
-    /* First call, headers only: refuse early what can be refused. */
+    /* First call, headers only: refuse early what can be refused. A body
+     * of JSON is one that an HTML form cannot send, and that a page of
+     * another origin cannot send without the CORS preflight. */
+    if (!sb__request_content_type_is(q, "application/json"))
+      return sb__answer_error(q, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                              "the body must be JSON, sent with Content-Type: application/json",
+                              NULL, NULL);
     clen = MHD_lookup_connection_value(q->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     n = clen ? strtoull(clen, NULL, 10) : 0;
     if (sb_publish_check_size(&rules, n > SIZE_MAX ? SIZE_MAX : (size_t)n, &why))
@@ -160,6 +166,14 @@ enum MHD_Result sb__serve_publish(const struct sb__request *q, const char *uploa
     if (!(u->user = sb__request_user(q, &ok))) {
       free(u);
       return ok;
+    }
+    /* A browser sends the cookie with what any page asks of the bridge:
+     * only the bridge's own pages and those of cors_origins publish with it. */
+    if (sb__request_by_cookie(q) && (foreign = sb__request_foreign(q))) {
+      SB_LOG(q->env->log, SB_LOG_DEBUG, "[HTTP] A publish with the cookie from another origin "
+             "refused: %s", foreign);
+      sb__publish_upload_free(u);
+      return sb__answer_error(q, MHD_HTTP_FORBIDDEN, "forbidden", foreign, NULL, NULL);
     }
     *con_cls = u;
     return MHD_YES;

@@ -4,7 +4,7 @@
  * (publish.h) and hands that to the MQTT side through the environment's
  * publish callback: the daemon publishes it at mqtt_qos, the plugin at QoS 1,
  * neither retained. Answers 202 with the topic, or the refusal's status
- * (400, 403, 413), 401 without a user, 503 while MQTT is away. Loop
+ * (400, 403, 413, 415), 401 without a user, 503 while MQTT is away. Loop
  * thread, as every libmicrohttpd callback. */
 #ifndef SB_API_PUBLISH_H
 #define SB_API_PUBLISH_H
@@ -16,11 +16,14 @@
 #include "request.h"
 
 /* Serves one call of libmicrohttpd's request handler for POST /api/publish:
- * the first (headers only) authenticates and refuses a Content-Length over
- * the limit (answered at once, *con_cls left NULL: the caller has the
- * connection linger, linger.h), the next ones read the body into an upload
- * kept in *con_cls (past the limit they throw it away, for a while), the
- * last answers. Returns libmicrohttpd's result. */
+ * the first (headers only) refuses a Content-Type other than
+ * application/json (415) and a Content-Length over the limit (413),
+ * authenticates (401), and refuses a request authenticated by the cookie
+ * that comes from another origin than the bridge's own or those of
+ * cors_origins (403); each answered at once, *con_cls left NULL: the caller
+ * has the connection linger, linger.h. The next ones read the body into an
+ * upload kept in *con_cls (past the limit they throw it away, for a while),
+ * the last answers. Returns libmicrohttpd's result. */
 enum MHD_Result sb__serve_publish(const struct sb__request *q, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls);
 

@@ -16,7 +16,8 @@
 #include "sse.h"
 #include "webfiles.h"
 
-enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handover *ho)
+enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handover *ho,
+                                 int *streaming)
 {
   const char *device = sb__request_value(q, MHD_GET_ARGUMENT_KIND, "deviceId");
   const char *last = sb__request_value(q, MHD_HEADER_KIND, "Last-Event-ID");
@@ -25,6 +26,7 @@ enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handove
   enum MHD_Result ok;
   int rc;
 
+  *streaming = 0;
   if (!device)
     return sb__answer_error(q, MHD_HTTP_BAD_REQUEST, "bad_request",
                             "deviceId query parameter is missing", NULL, NULL);
@@ -56,6 +58,7 @@ enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handove
   sb__request_cors(q, r);
   ok = MHD_queue_response(q->mc, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
+  *streaming = ok == MHD_YES;
   return ok;
 }
 

@@ -12,8 +12,10 @@
 
 /* GET <sse_path>?deviceId=...: checks the device and Last-Event-ID (header,
  * or lastEventId), authenticates, and opens a stream with ho (the hub
- * refusing it: 503 with Retry-After). Returns libmicrohttpd's result. */
-enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handover *ho);
+ * refusing it: 503 with Retry-After). Sets *streaming to 1 when the answer
+ * is a stream, else to 0. Returns libmicrohttpd's result. */
+enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handover *ho,
+                                 int *streaming);
 
 /* GET /healthz: 200 while the MQTT side is connected, else 503, with the
  * counts of connections and users, as JSON. */

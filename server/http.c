@@ -18,6 +18,7 @@
 #include "handover.h"
 #include "linger.h"
 #include "request.h"
+#include "slots.h"
 #include "tls.h"
 
 /* libmicrohttpd's pool per connection, which bounds the request headers. It
@@ -39,8 +40,30 @@ struct sb__http {
   struct sb_cors *cors;     /* cors_origins, parsed */
   struct sb__handover *ho;  /* the streams */
   struct sb__linger *linger;
+  struct sb__slots *slots;  /* deadlines and the count of unfinished requests */
   struct sb__tls *tls;      /* HTTPS: the pair new connections take; else NULL */
 };
+
+/* A libmicrohttpd connection's socket context, from its start to its close. */
+struct conn {
+  struct sb__tls *tls;  /* HTTPS: the certificate pair current at its start */
+  struct sb__slot slot; /* open unless out of memory at its start */
+};
+
+/* Returns the context of mc, or NULL. */
+static struct conn *conn_of(struct MHD_Connection *mc)
+{
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* Moves the slot of the connection c (NULL-safe) to phase to. */
+static void slot_move(struct conn *c, enum sb__slot_phase to)
+{
+  if (c)
+    sb__slot_move(&c->slot, to, sb_clock_mono_ms());
+}
 
 /* ---- routing -------------------------------------------------------------- */
 
@@ -56,9 +79,10 @@ static void answered_early(struct sb__http *h, const struct sb__request *q)
     sb__linger_mark(h->linger, ci->connect_fd);
 }
 
-/* Answers a request but POST /api/publish, on its first call. */
+/* Answers a request but POST /api/publish, on its first call; sets
+ * *streaming to 1 when the answer is an SSE stream, else leaves it. */
 static enum MHD_Result route(struct sb__http *h, const struct sb__request *q, const char *url,
-                             const char *method)
+                             const char *method, int *streaming)
 {
   int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
   int options = strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
@@ -72,7 +96,7 @@ static enum MHD_Result route(struct sb__http *h, const struct sb__request *q, co
   }
   if (strcmp(url, h->env.cfg->sse_path) == 0) {
     if (get)
-      return sb__serve_stream(q, h->ho);
+      return sb__serve_stream(q, h->ho, streaming);
     if (options)
       return sb__answer_preflight(q);
     return sb__answer_error(q, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
@@ -97,69 +121,138 @@ static enum MHD_Result route(struct sb__http *h, const struct sb__request *q, co
  * POST /api/publish, which reads its body first (unless it refuses it on its
  * headers); *con_cls is then its upload, and h for the others (whose body, if
  * any, is not read: libmicrohttpd closes such a connection after the
- * answer, and it lingers). */
+ * answer, and it lingers). A request with a %00 in its URL, or whose headers
+ * leave it ambiguous (sb__request_malformed), is 400 on its first call. The
+ * connection's slot follows: the body due, or answered, or a stream. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
   struct sb__http *h = cls;
-  struct sb__request q = {mc, &h->env, h->cors};
+  struct sb__request q = {mc, &h->env, h->cors, h->tls != NULL};
+  struct conn *c = conn_of(mc);
+  const char *bad = NULL;
+  int first = *con_cls == NULL, streaming = 0;
   enum MHD_Result ok;
 
-  (void)version;
+  if (first) {
+    if (c && c->slot.nul)
+      bad = "the URL holds %00 (a NUL byte)";
+    else
+      bad = sb__request_malformed(&q, version);
+    if (c)
+      c->slot.nul = 0;
+  }
+  if (bad) {
+    ok = sb__answer_error(&q, MHD_HTTP_BAD_REQUEST, "bad_request", bad, NULL, NULL);
+    answered_early(h, &q);
+    slot_move(c, SB__SLOT_ANSWER);
+    return ok;
+  }
   if (strcmp(url, "/api/publish") == 0 && strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
-    int first = *con_cls == NULL;
+    int last = !first && *upload_data_size == 0;
     ok = sb__serve_publish(&q, upload_data, upload_data_size, con_cls);
     if (first && *con_cls == NULL)
       answered_early(h, &q); /* refused on its headers */
+    if (first)
+      slot_move(c, *con_cls ? SB__SLOT_BODY : SB__SLOT_ANSWER);
+    else if (last)
+      slot_move(c, SB__SLOT_ANSWER);
     return ok;
   }
-  if (*con_cls == NULL) {
+  if (first) {
     *con_cls = h;
   } else if (*upload_data_size) {
     *upload_data_size = 0;
     return MHD_YES;
-  } else {
-    return route(h, &q, url, method); /* the body was read after all */
   }
-  ok = route(h, &q, url, method);
+  ok = route(h, &q, url, method, &streaming); /* on a later call: the body was read after all */
+  slot_move(c, streaming ? SB__SLOT_STREAM : SB__SLOT_ANSWER);
   /* not a GET: its stream outlives libmicrohttpd's connection (handover.h) */
-  if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+  if (first && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
     answered_early(h, &q);
   return ok;
 }
 
+/* A request ended: its answer was sent, or its connection is closing. A
+ * kept-alive connection then waits for its next request. */
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-  (void)mc;
-  (void)toe;
   if (*con_cls != cls)
     sb__publish_upload_free(*con_cls);
   *con_cls = NULL;
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    slot_move(conn_of(mc), SB__SLOT_IDLE);
 }
 
-/* A connection starts or ends. Over HTTPS it holds the certificate pair
- * current when it started, in its socket context, until it ends. */
+/* libmicrohttpd accepted a connection from addr: takes it, or closes it at
+ * once when its address holds max_pending_per_address unfinished requests
+ * (slots.h). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+  struct sb__http *h = cls;
+
+  return sb__slots_admit(h->slots, addr, addrlen, h->env.cfg->max_pending_per_address) ? MHD_YES
+                                                                                         : MHD_NO;
+}
+
+/* libmicrohttpd unescapes the URL's path and each query argument with this,
+ * in place. A %00 would cut a path short ("/metrics%00.js" would be
+ * "/metrics"): the connection's slot notes it, and the request is 400. */
+static size_t unescape(void *cls, struct MHD_Connection *mc, char *s)
+{
+  size_t n = MHD_http_unescape(s);
+  struct conn *c;
+
+  (void)cls;
+  if (strlen(s) != n && (c = conn_of(mc)))
+    c->slot.nul = 1;
+  return n;
+}
+
+/* A connection starts or ends. It holds its context (struct conn) in its
+ * socket context until it ends: over HTTPS the certificate pair current when
+ * it started, and its slot. Without the memory for them it is shut down. */
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
   struct sb__http *h = cls;
-  const union MHD_ConnectionInfo *ci;
+  const union MHD_ConnectionInfo *fd, *addr;
+  struct conn *c = *socket_context;
+  const struct sockaddr *sa;
 
+  fd = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-    *socket_context = sb__tls_ref(h->tls);
+    addr = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    sa = addr ? addr->client_addr : NULL;
+    if (!fd || !(c = calloc(1, sizeof(*c))) ||
+        sb__slot_open(h->slots, &c->slot, sa,
+                      sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                      : sizeof(struct sockaddr_in),
+                      fd->connect_fd, sb_clock_mono_ms())) {
+      free(c);
+      if (fd)
+        shutdown(fd->connect_fd, SHUT_RDWR);
+      *socket_context = NULL;
+      return;
+    }
+    c->tls = sb__tls_ref(h->tls);
+    *socket_context = c;
     return;
   }
   if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
     return;
-  ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-  if (ci) {
-    sb__handover_closed(h->ho, ci->connect_fd);
-    sb__linger_closing(h->linger, ci->connect_fd);
+  if (fd) {
+    sb__handover_closed(h->ho, fd->connect_fd);
+    sb__linger_closing(h->linger, fd->connect_fd);
   }
-  sb__tls_unref(*socket_context);
+  if (c) {
+    sb__slot_close(&c->slot);
+    sb__tls_unref(c->tls);
+    free(c);
+  }
   *socket_context = NULL;
 }
 
@@ -177,9 +270,9 @@ static int select_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn
   (void)pk_algos;
   (void)pk_algos_length;
   if (!mc || !(ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT)) ||
-      !ci->socket_context)
+      !ci->socket_context || !((struct conn *)ci->socket_context)->tls)
     return -1;
-  sb__tls_select(ci->socket_context, chain, n, key);
+  sb__tls_select(((struct conn *)ci->socket_context)->tls, chain, n, key);
   return 0;
 }
 
@@ -227,7 +320,8 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *e
   }
   if (sb_cors_new(env->cfg->cors_origins, &h->cors) ||
       !(h->ho = sb__handover_new(env->hub, env->log, env->epfd, tls)) ||
-      !(h->linger = sb__linger_new(env->epfd, env->log)))
+      !(h->linger = sb__linger_new(env->epfd, env->log)) ||
+      !(h->slots = sb__slots_new(env->metrics, env->log)))
     goto nomem;
   h->env = *env;
   memset(&ss, 0, sizeof(ss));
@@ -241,13 +335,13 @@ struct sb__http *sb__http_start(const struct sb__http_env *env, struct sb_err *e
     flags |= MHD_USE_IPv6;
   }
   h->d = MHD_start_daemon(
-      flags, (uint16_t)env->cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
+      flags, (uint16_t)env->cfg->http_port, on_accept, h, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)REQUEST_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned int)(env->cfg->max_connections + 256), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_ARRAY, tls_opts,
-      MHD_OPTION_END);
+      MHD_OPTION_UNESCAPE_CALLBACK, unescape, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+      MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
   if (!h->d) {
     sb_err_set(err, "http_port: cannot listen on %s:%d (in use or not permitted)",
                env->cfg->http_bind, env->cfg->http_port);
@@ -263,6 +357,7 @@ nomem:
   sb_err_set(err, "out of memory");
 error:
   if (h) {
+    sb__slots_free(h->slots);
     sb__linger_free(h->linger);
     sb__handover_free(h->ho);
     sb_cors_free(h->cors);
@@ -322,7 +417,10 @@ void sb__http_on_socket(struct sb__http *h, uint64_t data, uint32_t events)
 
 void sb__http_run(struct sb__http *h)
 {
-  sb__linger_expire(h->linger, sb_clock_mono_ms());
+  long long now = sb_clock_mono_ms();
+
+  sb__slots_expire(h->slots, now);
+  sb__linger_expire(h->linger, now);
   sb__handover_flush(h->ho);
   MHD_run(h->d);
   /* libmicrohttpd closes the connections that this run ended only at the
@@ -337,11 +435,15 @@ void sb__http_run(struct sb__http *h)
 long long sb__http_timeout(const struct sb__http *h)
 {
   MHD_UNSIGNED_LONG_LONG t;
-  long long l;
+  long long l, s, now;
 
   if (sb__handover_due(h->ho))
     return 0;
-  l = sb__linger_next(h->linger, sb_clock_mono_ms());
+  now = sb_clock_mono_ms();
+  l = sb__linger_next(h->linger, now);
+  s = sb__slots_next(h->slots, now);
+  if (s >= 0 && (l < 0 || s < l))
+    l = s;
   if (MHD_get_timeout(h->d, &t) != MHD_YES)
     return l;
   return l >= 0 && (unsigned long long)l < t ? l : (long long)t;
@@ -368,6 +470,7 @@ void sb__http_stop(struct sb__http *h)
   sb__handover_cut_all(h->ho);
   MHD_run(h->d);
   MHD_stop_daemon(h->d);
+  sb__slots_free(h->slots);
   sb__linger_free(h->linger);
   sb__handover_free(h->ho);
   sb_cors_free(h->cors);

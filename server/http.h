@@ -4,8 +4,12 @@
  * SSE stream, endpoints.h, whose life handover.h follows), POST /api/publish
  * (api_publish.h), GET /healthz, /metrics, /api/presence and the web files
  * (endpoints.h), and the CORS preflight (OPTIONS) of each; over HTTPS when
- * http_tls_cert and http_tls_key are set (tls.h). A request answered before
- * its body was read has a lingering close (linger.h). Runs in
+ * http_tls_cert and http_tls_key are set (tls.h). A request that is
+ * ambiguous (a %00 in its URL, Content-Length headers that differ, HTTP/1.1
+ * without Host) is 400 before any endpoint sees it. A request answered
+ * before its body was read has a lingering close (linger.h). Every
+ * connection has a slot (slots.h): deadlines for its request's headers and
+ * body, and a limit of unfinished requests per client address. Runs in
  * libmicrohttpd's external-epoll mode: every function here is called on the
  * server's loop thread, which also owns the hub. */
 #ifndef SB_HTTP_H

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -36,6 +37,132 @@ int sb__request_has_body(const struct sb__request *q)
   if (MHD_lookup_connection_value(q->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
     return 1;
   return n && strspn(n, "0") != strlen(n);
+}
+
+/* What sb__request_malformed() finds among the headers. */
+struct seen {
+  int hosts;
+  int lengths;
+  int lengths_differ;
+  int transfer_encoding;
+  const char *length; /* the first Content-Length */
+};
+
+static enum MHD_Result see_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+  struct seen *s = cls;
+
+  (void)kind;
+  if (!key)
+    return MHD_YES;
+  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+    s->hosts++;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    if (s->lengths++ == 0)
+      s->length = value ? value : "";
+    else if (strcmp(s->length, value ? value : "") != 0)
+      s->lengths_differ = 1;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    s->transfer_encoding = 1;
+  }
+  return MHD_YES;
+}
+
+const char *sb__request_malformed(const struct sb__request *q, const char *version)
+{
+  struct seen s = {0, 0, 0, 0, NULL};
+
+  MHD_get_connection_values(q->mc, MHD_HEADER_KIND, see_header, &s);
+  if (s.hosts > 1)
+    return "the request has more than one Host header";
+  if (s.hosts == 0 && version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+    return "an HTTP/1.1 request needs a Host header";
+  if (s.lengths_differ)
+    return "the request has Content-Length headers that differ";
+  if (s.lengths && s.transfer_encoding)
+    return "the request has both Content-Length and Transfer-Encoding";
+  return NULL;
+}
+
+int sb__request_content_type_is(const struct sb__request *q, const char *type)
+{
+  const char *v = sb__request_value(q, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  size_t n = strlen(type);
+
+  if (!v)
+    return 0;
+  v += strspn(v, " \t");
+  if (strncasecmp(v, type, n) != 0)
+    return 0;
+  v += n;
+  v += strspn(v, " \t");
+  return *v == '\0' || *v == ';';
+}
+
+int sb__request_by_cookie(const struct sb__request *q)
+{
+  const char *cookie;
+
+  if (q->env->cfg->auth == SB_AUTH_NONE ||
+      sb__request_value(q, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))
+    return 0;
+  cookie = sb__request_value(q, MHD_COOKIE_KIND, q->env->cfg->jwt_cookie);
+  return cookie && *cookie;
+}
+
+/* Returns the length of the authority a (n bytes) without its port when that
+ * is the scheme's default port dflt (":80", ":443"), which browsers leave
+ * out of an origin. */
+static size_t without_default_port(const char *a, size_t n, const char *dflt)
+{
+  size_t d = strlen(dflt);
+  return n > d && strncmp(a + n - d, dflt, d) == 0 ? n - d : n;
+}
+
+/* Returns 1 when origin (n bytes, "<scheme>://<host>[:<port>]") is the
+ * bridge's own: the scheme it serves and the request's Host. */
+static int own_origin(const struct sb__request *q, const char *origin, size_t n)
+{
+  const char *scheme = q->https ? "https://" : "http://", *dflt = q->https ? ":443" : ":80";
+  const char *host = sb__request_value(q, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+  size_t sn = strlen(scheme), hn;
+
+  if (!host || n <= sn || strncasecmp(origin, scheme, sn) != 0)
+    return 0;
+  origin += sn;
+  n = without_default_port(origin, n - sn, dflt);
+  hn = without_default_port(host, strlen(host), dflt);
+  return n == hn && strncasecmp(origin, host, n) == 0;
+}
+
+const char *sb__request_foreign(const struct sb__request *q)
+{
+  const char *origin = sb__request_value(q, MHD_HEADER_KIND, "Origin");
+  const char *referer, *end;
+  char buf[512];
+  size_t n;
+
+  if (!origin) {
+    /* the Referer's origin: up to the first '/', '?' or '#' after "://" */
+    referer = sb__request_value(q, MHD_HEADER_KIND, "Referer");
+    if (!referer)
+      return "a request authenticated by its cookie needs an Origin or Referer header";
+    if (!(end = strstr(referer, "://")))
+      return "the request's Referer is not a URL";
+    end += 3;
+    end += strcspn(end, "/?#");
+    n = (size_t)(end - referer);
+    if (n >= sizeof(buf))
+      return "the request's Referer is too long";
+    memcpy(buf, referer, n);
+    buf[n] = '\0';
+    origin = buf;
+  }
+  if (own_origin(q, origin, strlen(origin)) || sb_cors_match(q->cors, origin) == SB_CORS_ORIGIN)
+    return NULL;
+  return "a request authenticated by its cookie must come from the bridge's own origin or one "
+         "of cors_origins";
 }
 
 char *sb__request_user(const struct sb__request *q, enum MHD_Result *answered)

@@ -20,6 +20,7 @@ struct sb__request {
   struct MHD_Connection *mc;
   const struct sb__http_env *env;
   const struct sb_cors *cors;
+  int https; /* the bridge serves HTTPS: its own origin is https://<Host> */
 };
 
 /* Returns a query parameter, header or cookie of the request (borrowed from
@@ -32,6 +33,30 @@ const char *sb__request_value(const struct sb__request *q, enum MHD_ValueKind ki
 /* Returns 1 when the request announces a body (a Content-Length other than
  * 0, or a Transfer-Encoding), else 0. Loop thread. */
 int sb__request_has_body(const struct sb__request *q);
+
+/* Returns NULL when the request's headers are well formed, else why not (a
+ * static text): more than one Host header, none in an HTTP/1.1 request
+ * (version), Content-Length headers that differ, or one beside a
+ * Transfer-Encoding (the request's end would be ambiguous). Loop thread. */
+const char *sb__request_malformed(const struct sb__request *q, const char *version);
+
+/* Returns 1 when the request's Content-Type is the media type type (say
+ * "application/json"), compared without case, with or without parameters
+ * ("; charset=utf-8"); else 0. Loop thread. */
+int sb__request_content_type_is(const struct sb__request *q, const char *type);
+
+/* Returns 1 when the credentials that sb__request_user() judges are the
+ * jwt_cookie cookie (auth jwt, no Authorization header, the cookie set),
+ * which a browser sends with requests that other sites' pages make; else 0.
+ * Loop thread. */
+int sb__request_by_cookie(const struct sb__request *q);
+
+/* Returns NULL when the request comes from the bridge's own origin (the
+ * scheme it serves and the request's Host) or from an origin of
+ * cors_origins, as its Origin header says, or without one its Referer's
+ * origin; else why not (a static text), also when it sends neither. Loop
+ * thread. */
+const char *sb__request_foreign(const struct sb__request *q);
 
 /* Finds the user of the request from its credentials (header, cookie, query).
  * Returns the user, a heap string the caller frees, or NULL after queueing

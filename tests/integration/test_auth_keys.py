@@ -168,7 +168,9 @@ class UserIsolation(BridgeTestCase):
                      headers={"Authorization": "Bearer " + ta}, name="A header + B query"),
         ]
         # A may not publish for B either
-        r = self.bridge.request("POST", "/api/publish", headers={"Authorization": "Bearer " + ta},
+        r = self.bridge.request("POST", "/api/publish",
+                                headers={"Authorization": "Bearer " + ta,
+                                         "Content-Type": "application/json"},
                                 body=json.dumps({"channel": "timer", "type": "x", "payload": 1,
                                                  "deviceId": "a1", "userId": "B"}).encode())
         self.assertEqual(r.status, 403)

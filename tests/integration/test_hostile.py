@@ -1,16 +1,21 @@
 """Hostile input over HTTP and MQTT (issue 4): huge headers and bodies, slow
 senders, connection churn, invalid UTF-8, deep nesting, 1 MB payloads and
 control characters. After each, the bridge still serves a normal client, and
-its memory comes back to where it was."""
+its memory comes back to where it was. Issue 15: sockets that trickle their
+request a byte at a time do not take the connection slots (a deadline for
+the headers and the body, a limit of unfinished requests per client
+address), and the edges of HTTP: %00 in the path, conflicting Content-Length
+headers, HTTP/1.1 without Host."""
 
 import os
+import selectors
 import socket
 import threading
 import time
 import unittest
 
-from harness import (BridgeTestCase, http_request, make_jwt, raise_nofile_limit, rss_kib,
-                     scaled, send_while_reading, wait_until)
+from harness import (BridgeTestCase, answer_complete, assert_quiet, http_request, make_jwt,
+                     raise_nofile_limit, rss_kib, scaled, send_while_reading, wait_until)
 
 SECRET = "hostile-test-secret-0123456789abcdef"
 
@@ -44,6 +49,101 @@ def raw_exchange(port, data, timeout=5):
         return out
     finally:
         s.close()
+
+
+def connect_from(source, port, timeout=5):
+    """A TCP connection to 127.0.0.1:port from the loopback address source:
+    the bridge tells clients apart by address, and every address of
+    127.0.0.0/8 is this host's."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((source, 0))
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+class Trickler:
+    """Sockets that each send their request one byte at a time, a byte every
+    `every` seconds, on one thread, and note when the bridge closes each
+    (the peer's end or a reset)."""
+
+    def __init__(self, every=1.0):
+        self.every = every
+        self.sel = selectors.DefaultSelector()
+        self.socks = {}  # socket -> [what, connected_at, bytes left, closed_at]
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def add(self, sock, what, first, rest):
+        """Sends first at once, then rest a byte at a time."""
+        sock.setblocking(False)
+        try:
+            sock.send(first)
+        except OSError:
+            pass
+        with self.lock:
+            self.socks[sock] = [what, time.monotonic(), bytearray(rest), None]
+            self.sel.register(sock, selectors.EVENT_READ)
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _closed(self, sock):
+        with self.lock:
+            self.socks[sock][3] = time.monotonic()
+            self.sel.unregister(sock)
+
+    def _run(self):
+        next_byte = time.monotonic() + self.every
+        while not self.stopping.is_set():
+            with self.lock:
+                empty = not self.sel.get_map()
+            if empty:
+                time.sleep(0.05)
+                continue
+            for key, _ in self.sel.select(timeout=0.05):
+                try:
+                    data = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self._closed(key.fileobj)
+            if time.monotonic() >= next_byte:
+                next_byte += self.every
+                with self.lock:
+                    items = [(s, v) for s, v in self.socks.items() if v[3] is None]
+                for sock, v in items:
+                    if not v[2]:
+                        continue
+                    try:
+                        sock.send(bytes(v[2][:1]))
+                        del v[2][:1]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        self._closed(sock)
+
+    def snapshot(self):
+        """[(what, connected_at, closed_at or None)] of every socket."""
+        with self.lock:
+            return [(v[0], v[1], v[3]) for v in self.socks.values()]
+
+    def open_count(self, what=None):
+        return sum(1 for w, _, c in self.snapshot() if c is None and (what is None or w == what))
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread:
+            self.thread.join(10)
+        with self.lock:
+            for sock in self.socks:
+                sock.close()
+        self.sel.close()
 
 
 def status_of(reply):
@@ -113,7 +213,7 @@ class Hostile(BridgeTestCase):
         chunk = b" " * 60000
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
         req = (b"POST /api/publish HTTP/1.1\r\nHost: x\r\n" + auth.encode() +
-               b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+               b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
         self.assertEqual(status_of(raw_exchange(self.bridge.port, req)), 413)
         # a body sent to the SSE endpoint is not taken
         req = (b"POST /api/sse?deviceId=d1 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
@@ -195,7 +295,8 @@ class Hostile(BridgeTestCase):
         self.settle_memory()
         slow = []
         for i in range(200):
-            s = socket.create_connection(("127.0.0.1", self.bridge.port))
+            # each from an address of its own: an address holds 16 (FairSlots)
+            s = connect_from("127.0.1.%d" % (i + 1), self.bridge.port)
             s.sendall(b"GET /api/sse?deviceId=slow%d HTTP/1.1\r\nHost: x\r\nX-Slow: " % i)
             slow.append(s)
         try:
@@ -274,7 +375,7 @@ class Hostile(BridgeTestCase):
             ("/api/sse?deviceId=a%00b&token=" + t, {}, 400),
             ("/api/sse?deviceId=d1&token=" + t, {"Last-Event-ID": "a\x01b"}, 400),
             ("/api/sse?deviceId=d1&lastEventId=a%0ab&token=" + t, {}, 400),
-            ("/api/sse?deviceId=d1&token=%00" + t, {}, 401),
+            ("/api/sse?deviceId=d1&token=%00" + t, {}, 400),  # %00 anywhere in the URL
             ("/api/sse?deviceId=d1", {"Authorization": "Bearer \x01\x02"}, 401),
             ("/api/sse?deviceId=d1", {"Cookie": "sse_token=" + "%" * 5000}, 401),
             ("/api/sse?deviceId=" + "d" * 129 + "&token=" + t, {}, 400),
@@ -297,6 +398,203 @@ class Hostile(BridgeTestCase):
                    what="no stream left open")
         self.normal_client_is_served("after-values")
         self.assert_memory_back()
+
+
+class FairSlots(BridgeTestCase):
+    """300 sockets that trickle their headers held every connection slot and
+    locked out /healthz and new streams for as long as they went on (issue
+    15). max_connections 16 leaves libmicrohttpd 16 + 256 = 272 slots, fewer
+    than the attackers, as a small instance has. Now each client address
+    holds at most 16 unfinished requests (beyond: closed at once), and a
+    request's headers must be in within 10 s, its body within 30 s after
+    them."""
+
+    ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    PER_ADDRESS = 16
+    HEADER_S = 10
+    BODY_S = 30
+
+    def setUp(self):
+        super().setUp()
+        raise_nofile_limit(4096)
+        self.start_bridge(jwt_secret=SECRET, max_connections=16)
+        self.token = make_jwt(SECRET, {"sub": "A", "exp": int(time.time()) + 3600})
+        self.trickler = Trickler(every=1.0)
+        self.addCleanup(self.trickler.stop)
+
+    def refused(self, reason):
+        key = 'mqtt_sse_bridge_http_refused_total{reason="%s"}' % reason
+        return self.bridge.metrics().get(key, 0)
+
+    def test_trickling_sockets_do_not_take_the_server(self):
+        port = self.bridge.port
+        t = self.trickler
+        slow_header = b"Host: x\r\nX-Slow: " + b"a" * 200
+        for i in range(300):
+            addr = self.ADDRESSES[i % len(self.ADDRESSES)]
+            t.add(connect_from(addr, port), addr, b"GET /healthz HTTP/1.1\r\n", slow_header)
+        # a body that trickles after headers that came at once
+        head = ("POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n" %
+                self.token).encode()
+        t.add(connect_from("127.0.0.5", port), "body", head, b" " * 200)
+        # a kept-alive connection that goes idle after its answer (a publish:
+        # libmicrohttpd closes a connection whose answer came on its first call)
+        idle = connect_from("127.0.0.6", port)
+        body = b'{"channel":"timer","type":"t","payload":{"m":"idle"},"deviceId":"d"}'
+        idle.sendall(head.replace(b"Content-Length: 200", b"Content-Length: %d" % len(body)) +
+                     body)
+        reply = b""
+        while not answer_complete(reply):
+            reply += idle.recv(65536)
+        self.assertEqual(status_of(reply), 202, reply)
+        self.assertNotIn(b"Connection: close", reply)
+        t.add(idle, "idle", b"", b"")
+        t.start()
+        time.sleep(1.5)
+
+        # served at once meanwhile, from another address
+        t0 = time.monotonic()
+        self.assertEqual(http_request(self.bridge.port, "GET", "/healthz", timeout=2).status, 200)
+        c = self.sse("good", None, params={"token": self.token}, name="good")
+        self.publish("A", "timer", payload={"m": "beside-tricklers"})
+        self.assert_markers(c, ["beside-tricklers"])
+        self.assertLess(time.monotonic() - t0, 2, "/healthz and a new stream took too long")
+
+        # each address holds 16 unfinished requests; the others were closed at once
+        for addr in self.ADDRESSES:
+            self.assertEqual(t.open_count(addr), self.PER_ADDRESS, addr)
+        for what, opened, closed in t.snapshot():
+            if what in self.ADDRESSES and closed is not None:
+                self.assertLess(closed - opened, 1.5, "a refused socket was not closed at once")
+        want = 300 - self.PER_ADDRESS * len(self.ADDRESSES)
+        self.assertEqual(self.refused("per_address"), want)
+
+        # the held ones are closed at their deadline, not before
+        wait_until(lambda: all(t.open_count(a) == 0 for a in self.ADDRESSES) and
+                   t.open_count("idle") == 0, self.HEADER_S + 5, interval=0.2,
+                   what="every trickling socket closed after the header deadline")
+        held = [(o, c) for w, o, c in t.snapshot() if w in self.ADDRESSES and c - o >= 1.5]
+        self.assertEqual(len(held), self.PER_ADDRESS * len(self.ADDRESSES))
+        for opened, closed in held:
+            self.assertGreater(closed - opened, self.HEADER_S - 1)
+            self.assertLess(closed - opened, scaled(self.HEADER_S + 3))
+        self.assertEqual(t.open_count("body"), 1, "the body's deadline is longer")
+        # an idle kept-alive connection ends uncounted
+        self.assertEqual(self.refused("deadline"), len(held))
+        wait_until(lambda: t.open_count("body") == 0, self.BODY_S - self.HEADER_S + 5,
+                   interval=0.2, what="the trickling body closed after the body deadline")
+        (opened, closed), = [(o, c) for w, o, c in t.snapshot() if w == "body"]
+        self.assertGreater(closed - opened, self.BODY_S - 1)
+        self.assertEqual(self.refused("deadline"), len(held) + 1)
+        self.assertEqual(http_request(self.bridge.port, "GET", "/healthz").status, 200)
+        assert_quiet([c])
+
+    def test_streams_do_not_count_against_their_address(self):
+        """A NAT address may carry many users' tabs: established streams do
+        not count, unfinished requests from the same address still do."""
+        port = self.bridge.port
+        addr = "127.0.0.7"
+        streams = []
+        query = "/api/sse?deviceId=d%d&token=" + self.token
+        try:
+            for i in range(self.PER_ADDRESS):  # the hub holds max_connections 16
+                s = connect_from(addr, port)
+                s.sendall(("GET " + query % i + " HTTP/1.1\r\nHost: x\r\n\r\n").encode())
+                head = b""
+                while b"retry:" not in head:
+                    chunk = s.recv(4096)
+                    self.assertTrue(chunk, "stream %d closed" % i)
+                    head += chunk
+                self.assertEqual(status_of(head), 200)
+                streams.append(s)
+            for i in range(self.PER_ADDRESS + 4):
+                self.trickler.add(connect_from(addr, port), "pending",
+                                  b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n")
+            self.trickler.start()
+            time.sleep(1.5)
+            self.assertEqual(self.trickler.open_count("pending"), self.PER_ADDRESS)
+            self.assertEqual(self.refused("per_address"), 4)
+            self.assertEqual(self.bridge.metrics()["mqtt_sse_bridge_connections"],
+                             self.PER_ADDRESS)
+        finally:
+            for s in streams:
+                s.close()
+
+
+class Edges(BridgeTestCase):
+    """The edges of HTTP (issue 15): a %00 in the path is refused, not cut
+    (/metrics%00.js served the metrics); conflicting Content-Length headers,
+    and an HTTP/1.1 request without Host (or with two), are 400."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_bridge(jwt_secret=SECRET)
+        self.token = make_jwt(SECRET, {"sub": "A", "exp": int(time.time()) + 3600})
+
+    def exchange(self, req):
+        reply = raw_exchange(self.bridge.port, req, timeout=5)
+        return status_of(reply), reply
+
+    def test_nul_in_the_path_is_400(self):
+        for path in ("/metrics%00.js", "/metrics%00", "/healthz%00.html", "/%00",
+                     "/index.html%00.js", "/api/sse%00?deviceId=d1&token=" + self.token,
+                     "/api/presence%00.css?token=" + self.token, "/metrics?x=%00"):
+            with self.subTest(path=path):
+                status, reply = self.exchange(
+                    ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+                self.assertEqual(status, 400, reply[:300])
+                self.assertNotIn(b"mqtt_sse_bridge_", reply)
+                self.assertIn(b'"error":"bad_request"', reply)
+        # %2500 is a literal "%00", not a NUL: a name the web files do not have
+        status, _ = self.exchange(b"GET /metrics%2500.js HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(status, 404)
+        status, _ = self.exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(status, 200)
+
+    def test_conflicting_content_length_is_400(self):
+        c = self.sse("a1", None, params={"token": self.token})
+        body = b'{"channel":"timer","type":"t","payload":{"m":"smuggled"},"deviceId":"d"}'
+        head = ("POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\n" % self.token).encode()
+        cases = [
+            ("two lengths", b"Content-Length: %d\r\nContent-Length: 5\r\n" % len(body)),
+            ("two lengths, the other order",
+             b"Content-Length: 5\r\nContent-Length: %d\r\n" % len(body)),
+            ("a length and chunked",
+             b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(body)),
+        ]
+        for what, lengths in cases:
+            with self.subTest(what):
+                status, reply = self.exchange(head + lengths + b"\r\n" + body)
+                self.assertEqual(status, 400, reply[:300])
+        # the same length twice is one length
+        body = body.replace(b"smuggled", b"same")
+        status, reply = self.exchange(
+            head + b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(body), len(body)) +
+            body)
+        self.assertEqual(status, 202, reply[:300])
+        self.assert_markers(c, ["same"])
+        for path in ("/healthz", "/api/sse?deviceId=d2&token=" + self.token):
+            status, reply = self.exchange(
+                ("GET %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                 "Content-Length: 3\r\n\r\nabc" % path).encode())
+            self.assertEqual(status, 400, reply[:300])
+
+    def test_http11_without_host_is_400(self):
+        for path in ("/healthz", "/metrics", "/api/sse?deviceId=d1&token=" + self.token):
+            with self.subTest(path=path):
+                status, reply = self.exchange(("GET %s HTTP/1.1\r\n\r\n" % path).encode())
+                self.assertEqual(status, 400, reply[:300])
+                self.assertNotIn(b"mqtt_sse_bridge_", reply)
+                status, reply = self.exchange(
+                    ("GET %s HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" % path).encode())
+                self.assertEqual(status, 400, reply[:300])
+        # HTTP/1.0 has no Host to require
+        status, reply = self.exchange(b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, 200, reply[:300])
+        m = self.bridge.metrics()
+        self.assertGreaterEqual(m['mqtt_sse_bridge_http_errors_total{code="400"}'], 6)
 
 
 if __name__ == "__main__":

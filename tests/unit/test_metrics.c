@@ -74,6 +74,8 @@ static void test_render_values(void **state)
   sb_metrics_http_error(&m, 503);
   sb_metrics_http_error(&m, 500); /* not a counted code */
   sb_metrics_http_error(&m, 200);
+  sb_metrics_http_error(&m, 415);
+  atomic_store(&m.http_refused[SB_HTTP_REFUSED_DEADLINE], 12);
 
   memset(buf, '#', sizeof(buf));
   n = sb_metrics_render(&m, &g, buf, sizeof(buf));
@@ -128,14 +130,19 @@ static void test_render_values(void **state)
   expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"400\"} 0");
   expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"401\"} 2");
   expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"503\"} 1");
+  expect_line(buf, "mqtt_sse_bridge_http_errors_total{code=\"415\"} 1");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_http_refused_total counter");
+  expect_line(buf, "mqtt_sse_bridge_http_refused_total{reason=\"per_address\"} 0");
+  expect_line(buf, "mqtt_sse_bridge_http_refused_total{reason=\"deadline\"} 12");
   /* no "none" reason, no uncounted codes */
   assert_null(strstr(buf, "reason=\"none\""));
   assert_null(strstr(buf, "code=\"500\""));
   assert_null(strstr(buf, "code=\"200\""));
   /* 6 gauges and 13 plain counters of 3 lines each, the memory family
    * (2 + 3 lines), the evicted family (2 + 2), the dropped family (2 + 12
-   * lines) and the http family (2 + 8 lines) */
-  assert_int_equal(count_lines(buf), 19 * 3 + 5 + 4 + 14 + 10);
+   * lines), the http errors family (2 + 9 lines) and the refused family
+   * (2 + 2 lines) */
+  assert_int_equal(count_lines(buf), 19 * 3 + 5 + 4 + 14 + 11 + 4);
   /* the text ends with a newline, every line is HELP, TYPE or a sample */
   assert_int_equal(buf[n - 1], '\n');
 }
@@ -176,7 +183,7 @@ static void test_render_too_small(void **state)
 
 static void test_http_error_codes(void **state)
 {
-  static const int codes[] = {400, 401, 403, 404, 405, 413, 429, 503};
+  static const int codes[] = {400, 401, 403, 404, 405, 413, 415, 429, 503};
   struct sb_metrics m;
   (void)state;
 
