@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +31,8 @@ struct sb_mqtt {
   int subscriptions; /* filters acknowledged (client thread only) */
   int presence_mid;  /* the look at our retained presence records (not counted) */
   int presence_unsub_mid;
+  int wakefd;        /* eventfd: publishes, subscribes and stop wake the client's poll */
+  int messages;      /* on_message calls in the current read (client thread only) */
   /* publishes at QoS 1 or 2 the broker has not acknowledged yet; libmosquitto
    * also calls on_publish for a QoS 0 publish once written, which counts
    * down as well (with mqtt_qos 0, stop may wait less than it should) */
@@ -50,6 +55,9 @@ struct sb_mqtt {
 #define KEEPALIVE_S 30
 /* How long a stop waits for the broker to acknowledge the last publishes. */
 #define FLUSH_MS 2000
+/* The most packets the client reads before it writes what they queued (the
+ * PUBACKs among them) and looks at the rest of its work again. */
+#define READ_BATCH 64
 
 /* " (mqtt_host entry i of n)" when there is more than one broker, else "". */
 static const char *which(struct sb_mqtt *m)
@@ -163,6 +171,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
   bool presence = false;
 
   (void)mosq;
+  m->messages++;
   if (pf && mosquitto_topic_matches_sub(pf, msg->topic, &presence) == MOSQ_ERR_SUCCESS &&
       presence) {
     if (msg->retain)
@@ -205,7 +214,7 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
     sb_err_set(err, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
     return SB_EINVAL;
   }
-  /* mosquitto_loop runs on a thread of ours (run) and the server's loop
+  /* The client's loop runs on a thread of ours (run, turn) and the server's loop
    * publishes and subscribes from another: without this, libmosquitto writes
    * a packet on the calling thread, interleaved with its own thread's writes. It also
    * carries the durability promise: libmosquitto 2.0.11 builds the PUBACK of
@@ -284,6 +293,11 @@ struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
   m->b = b;
   m->log = log;
   m->per_user = cfg->subscribe_mode == SB_SUBSCRIBE_PER_USER;
+  if ((m->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    sb_err_set(err, "cannot create the MQTT client's wake-up: %s", strerror(errno));
+    free(m);
+    return NULL;
+  }
   if (parse_hosts(m, err))
     goto fail;
   mosquitto_lib_init();
@@ -346,10 +360,69 @@ static int next_broker(struct sb_mqtt *m, size_t *round_start, int *delay)
   return wait;
 }
 
+/* Wakes the client's poll (turn): something was queued for the broker. Any
+ * thread. */
+static void wake(struct sb_mqtt *m)
+{
+  uint64_t one = 1;
+
+  if (write(m->wakefd, &one, sizeof(one)) < 0) {
+    /* the counter is full: the client is awake already */
+  }
+}
+
+/* Reads what the broker sent, up to READ_BATCH packets; stops early at a
+ * read that delivered no message (the socket may be drained: poll says).
+ * libmosquitto, in threaded mode, queues the PUBACK of each message after
+ * on_message has journaled it; they are all written after the batch (turn).
+ * Returns a libmosquitto code. Client thread. */
+static int read_batch(struct sb_mqtt *m)
+{
+  int rc = MOSQ_ERR_SUCCESS;
+
+  for (int i = 0; i < READ_BATCH; i++) {
+    m->messages = 0;
+    rc = mosquitto_loop_read(m->mosq, 1);
+    if (rc != MOSQ_ERR_SUCCESS || m->messages == 0)
+      break;
+  }
+  return rc;
+}
+
+/* One turn of the client's loop once the broker has accepted the connection
+ * (mosquitto_loop does the connecting, TLS handshake included): waits up to a
+ * second for the socket or a wake-up, reads a batch, keeps the connection
+ * alive and writes what is queued. Unlike mosquitto_loop, which reads one
+ * packet per wake-up and waits again before it writes the PUBACK, a burst of
+ * messages costs one poll and one write pass. Returns a libmosquitto code
+ * (not MOSQ_ERR_SUCCESS: the connection is over). Client thread. */
+static int turn(struct sb_mqtt *m)
+{
+  struct pollfd p[2] = {{mosquitto_socket(m->mosq), POLLIN, 0}, {m->wakefd, POLLIN, 0}};
+  uint64_t n;
+  int rc;
+
+  if (p[0].fd < 0)
+    return MOSQ_ERR_NO_CONN;
+  if (mosquitto_want_write(m->mosq))
+    p[0].events |= POLLOUT;
+  if (poll(p, 2, 1000) < 0 && errno != EINTR)
+    return MOSQ_ERR_ERRNO;
+  if ((p[1].revents & POLLIN) && read(m->wakefd, &n, sizeof(n)) < 0) {
+    /* taken by nobody else: EAGAIN cannot happen after POLLIN */
+  }
+  if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && (rc = read_batch(m)) != MOSQ_ERR_SUCCESS)
+    return rc;
+  if ((rc = mosquitto_loop_misc(m->mosq)) != MOSQ_ERR_SUCCESS)
+    return rc;
+  if (mosquitto_want_write(m->mosq))
+    return mosquitto_loop_write(m->mosq, 1);
+  return MOSQ_ERR_SUCCESS;
+}
+
 /* The client thread. It connects to the first broker of mqtt_host that
- * answers and runs libmosquitto's loop (mosquitto_loop, as
- * mosquitto_loop_forever would, in threaded mode) until the connection
- * ends; then it goes on with the next broker, the same client id and so the
+ * answers and runs libmosquitto's loop (mosquitto_loop until the broker
+ * accepts the connection, then turn) until the connection ends; then it goes on with the next broker, the same client id and so the
  * same persistent session, wherever the broker (or cluster) keeps it. A
  * round of the list that finds no broker is followed by the backoff; a
  * connection that was up for STABLE_S or more by the next broker at once. */
@@ -379,7 +452,7 @@ static void *run(void *arg)
     atomic_store(&m->was_up, 0);
     since = now_s();
     do
-      rc = mosquitto_loop(m->mosq, 1000, 1);
+      rc = atomic_load(&m->connected) ? turn(m) : mosquitto_loop(m->mosq, 1000, 1);
     while (rc == MOSQ_ERR_SUCCESS);
     sb_server_set_upstream(m->b, 0);
     sb_server_set_broker(m->b, NULL);
@@ -419,6 +492,7 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   if (qos > 0)
     atomic_fetch_add(&m->unacked, 1);
   rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
+  wake(m);
   if (rc != MOSQ_ERR_SUCCESS) {
     if (qos > 0)
       atomic_fetch_sub(&m->unacked, 1);
@@ -440,6 +514,7 @@ static int subscribe(void *ctx, const char *filter, int on)
     return 0; /* the server subscribes again once connected */
   rc = on ? mosquitto_subscribe(m->mosq, NULL, filter, m->cfg->mqtt_qos)
           : mosquitto_unsubscribe(m->mosq, NULL, filter);
+  wake(m);
   if (rc == MOSQ_ERR_NO_CONN)
     return 0;
   return rc == MOSQ_ERR_SUCCESS ? 0 : SB_EIO;
@@ -494,6 +569,7 @@ void sb_mqtt_stop(struct sb_mqtt *m)
    * the thread was between connecting and entering the loop. */
   while (!atomic_load(&m->done)) {
     mosquitto_disconnect(m->mosq);
+    wake(m);
     nanosleep(&slice, NULL);
   }
   pthread_join(m->thread, NULL);
@@ -512,5 +588,6 @@ void sb_mqtt_free(struct sb_mqtt *m)
   mosquitto_lib_cleanup();
   free(m->hosts);
   free(m->labels);
+  close(m->wakefd);
   free(m);
 }
