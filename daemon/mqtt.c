@@ -371,8 +371,9 @@ static void wake(struct sb_mqtt *m)
   }
 }
 
-/* Reads what the broker sent, up to READ_BATCH packets; stops early at a
- * read that delivered no message (the socket may be drained: poll says).
+/* Reads what the broker sent, up to READ_BATCH packets, and hands the
+ * events to the server's loop with one wake-up; stops early at a read that
+ * delivered no message (the socket may be drained: poll says).
  * libmosquitto, in threaded mode, queues the PUBACK of each message after
  * on_message has journaled it; they are all written after the batch (turn).
  * Returns a libmosquitto code. Client thread. */
@@ -380,12 +381,14 @@ static int read_batch(struct sb_mqtt *m)
 {
   int rc = MOSQ_ERR_SUCCESS;
 
+  sb_server_ingest_hold(m->b);
   for (int i = 0; i < READ_BATCH; i++) {
     m->messages = 0;
     rc = mosquitto_loop_read(m->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS || m->messages == 0)
       break;
   }
+  sb_server_ingest_release(m->b);
   return rc;
 }
 

@@ -87,6 +87,8 @@ struct sb_server {
   pthread_cond_t reloaded;
   struct sb_list pending;   /* struct pending, oldest first */
   struct reload *reload;
+  atomic_int held;          /* sb_server_ingest_hold: wake-ups wait for the release */
+  atomic_int owed;          /* a wake-up held back */
 
   atomic_llong refusal_logged;       /* monotonic ms of the last refusal line; 0: none */
   atomic_ullong refusals_unlogged;   /* events refused for memory since that line */
@@ -472,7 +474,23 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
            jrc == SB_EIO ? strerror(errno) : sb_strerror(jrc));
   }
   sb_event_clear(&ev);
-  if (was_empty)
+  if (!was_empty)
+    return;
+  if (atomic_load(&b->held))
+    atomic_store(&b->owed, 1);
+  else
+    wake_loop(b);
+}
+
+void sb_server_ingest_hold(struct sb_server *b)
+{
+  atomic_store(&b->held, 1);
+}
+
+void sb_server_ingest_release(struct sb_server *b)
+{
+  atomic_store(&b->held, 0);
+  if (atomic_exchange(&b->owed, 0))
     wake_loop(b);
 }
 

@@ -99,6 +99,15 @@ int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb
  * HTTP. */
 void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len);
 
+/* Holds back the loop's wake-up for what sb_server_ingest() queues until
+ * sb_server_ingest_release(), which wakes the loop once if anything waits:
+ * an intake that reads a burst of messages hands it over with one wake-up.
+ * Events are journaled and queued as always, only seen by the loop later.
+ * For a server fed by one intake thread (the daemon's client thread), which
+ * calls both. */
+void sb_server_ingest_hold(struct sb_server *b);
+void sb_server_ingest_release(struct sb_server *b);
+
 /* Says whether the MQTT side is up (for /healthz and /metrics). Any thread.
  * Going up also makes the loop publish the instance's presence again and, in
  * per_user mode, subscribe every user it holds again. */
