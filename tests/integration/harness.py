@@ -22,7 +22,8 @@ from this one:
                   wait_until, stop_process, file descriptor limits, rss_kib,
                   cpu_seconds, read_text
   harness_jwt     make_jwt
-  harness_mqtt    Broker, BrokerExited, MqttSubscriber, run_pub, publish_lines
+  harness_mqtt    Broker, BrokerExited, MqttSubscriber, run_pub, publish_lines,
+                  core_destination
   harness_bridge  the two forms: DaemonBridge, PluginBridge, make_bridge,
                   only_forms, plugin_env, http_request, parse_metrics
   harness_sse     SSEClient, Event, Reactor, assert_quiet, open_stuck_stream,
@@ -50,7 +51,8 @@ from harness_case import SANITIZER_REPORTS, BridgeTestCase
 from harness_env import (BRIDGE_BIN, FORM, HERE, LSAN_SUPPRESSIONS, MOSQUITTO, MOSQUITTO_PUB,
                          MOSQUITTO_SUB, PLUGIN_SO, PRELOAD, REPO, TIME_SCALE)
 from harness_jwt import make_jwt
-from harness_mqtt import Broker, BrokerExited, MqttSubscriber, publish_lines, run_pub
+from harness_mqtt import (Broker, BrokerExited, MqttSubscriber, core_destination, publish_lines,
+                          run_pub)
 from harness_procs import (cpu_seconds, free_port, listening, raise_nofile_limit, read_text,
                            rss_kib, scaled, set_nofile_limit, stop_process, wait_until)
 from harness_sse import (ISO_MS_UTC, Event, Reactor, SSEClient, assert_quiet, compact,
@@ -66,7 +68,7 @@ __all__ = [
     # harness_jwt
     "make_jwt",
     # harness_mqtt
-    "Broker", "BrokerExited", "MqttSubscriber", "run_pub", "publish_lines",
+    "Broker", "BrokerExited", "MqttSubscriber", "run_pub", "publish_lines", "core_destination",
     # harness_bridge
     "HttpResponse", "http_request", "parse_metrics", "default_opts", "BridgeHttp",
     "DaemonBridge", "DAEMON_ONLY_OPTIONS", "plugin_env", "PluginBridge", "make_bridge",
