@@ -69,8 +69,8 @@ import time
 import unittest
 
 from faultkit import PacketReader, _packet, _utf8, mqtt_connect, publish_packet
-from harness import (FORM, MOSQUITTO, BridgeTestCase, core_destination, raise_nofile_limit,
-                     read_text, rss_kib, scaled, wait_until)
+from harness import (FORM, MOSQUITTO, SANITIZER_REPORTS, BridgeTestCase, core_destination,
+                     raise_nofile_limit, read_text, rss_kib, scaled, wait_until)
 
 SANITIZED = bool(os.environ.get("SB_SANITIZED"))
 
@@ -557,9 +557,9 @@ class FaultSoak(BridgeTestCase):
             if time.monotonic() - t0 > BUDGET_S:
                 break
             mode = MODES[r % len(MODES)]
-            offset = self.broker.log_size()
-            if offset > LOG_KEEP_BYTES:
+            if self.broker.log_size() > LOG_KEEP_BYTES:
                 os.truncate(self.broker.log_path, 0)  # the broker appends (O_APPEND)
+            offset = self.broker.log_size()
             t = time.monotonic()
             try:
                 self.run_round(r, mode)
@@ -571,6 +571,12 @@ class FaultSoak(BridgeTestCase):
                 time.sleep(0.5)
                 self.alive("round %d (%s)" % (r, mode))
                 raise
+            # a sanitizer's report that does not stop the process (UBSan):
+            # before the log is emptied
+            new = self.broker.logs_since(offset)
+            for pat in SANITIZER_REPORTS:
+                self.assertNotIn(pat, new, "round %d (%s): the log reports %r:\n%s" % (
+                    r, mode, pat, new[max(0, new.find(pat) - 2000):new.find(pat) + 4000]))
             took = time.monotonic() - t
             slowest = max(slowest, (took, r))
             done += 1
