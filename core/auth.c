@@ -228,7 +228,7 @@ int sb_auth_check(const struct sb_auth *a, const struct sb_auth_request *req, ti
 {
   const char *token;
   jwt_t *jwt = NULL;
-  char *grants = NULL;
+  char *grants = NULL, *crit = NULL;
   json_t *claims = NULL;
   int rc = SB_EAUTH;
 
@@ -275,6 +275,13 @@ int sb_auth_check(const struct sb_auth *a, const struct sb_auth_request *req, ti
     *reason = "token algorithm is not the configured one";
     goto done;
   }
+  /* RFC 7515 4.1.11: a token whose crit names an extension the recipient
+   * does not understand is refused; the bridge understands none, so crit in
+   * any form (even empty or malformed) refuses the token */
+  if ((crit = jwt_get_headers_json(jwt, "crit"))) {
+    *reason = "token header has crit (an extension the bridge does not understand)";
+    goto done;
+  }
   if (!(grants = jwt_get_grants_json(jwt, NULL)) ||
       !(claims = json_loads(grants, 0, NULL)) || !json_is_object(claims)) {
     *reason = "token claims are not a JSON object";
@@ -284,6 +291,7 @@ int sb_auth_check(const struct sb_auth *a, const struct sb_auth_request *req, ti
 
 done:
   json_decref(claims);
+  free(crit);
   free(grants);
   jwt_free(jwt);
   return rc;

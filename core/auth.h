@@ -3,7 +3,8 @@
  * With `auth jwt` the user is the jwt_user_claim of a JWT whose algorithm is
  * fixed by configuration (HS256 for a shared secret; RS256 or ES256 after the
  * type of jwt_public_key_file), with exp and nbf enforced and aud and iss
- * checked when configured. With `auth none` the user is the userId query
+ * checked when configured; a token whose header has `crit` is refused (RFC
+ * 7515 4.1.11: the bridge understands no extension). With `auth none` the user is the userId query
  * parameter (development only). An sb_auth does not change after sb_auth_new()
  * except through sb_auth_swap(), so any thread may use it between swaps. */
 #ifndef SB_AUTH_H

@@ -31,6 +31,9 @@ static const struct sb_option opts[] = {
   {"sse_path", STR, F(sse_path), 0, 0, SB_CHECK_PATH, BOTH, RESTART, "/api/sse"},
   {"web_root", STR, F(web_root), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
   {"cors_origins", STR, F(cors_origins), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  /* APPLY: a reload reads both files again (server.c), even when unchanged */
+  {"http_tls_cert", STR, F(http_tls_cert), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
+  {"http_tls_key", STR, F(http_tls_key), 0, 0, SB_CHECK_NONE, BOTH, APPLY, ""},
   {"topic_prefix", STR, F(topic_prefix), 0, 0, SB_CHECK_PREFIX, BOTH, RESTART, "sync"},
   {"heartbeat_interval", INT, F(heartbeat_interval), 1, 3600, SB_CHECK_NONE, BOTH, HUB, "25"},
   {"retry_ms", INT, F(retry_ms), 0, 3600000, SB_CHECK_NONE, BOTH, HUB, "1000"},
@@ -41,6 +44,8 @@ static const struct sb_option opts[] = {
    RESTART, "65536"},
   {"max_queue_bytes", LONG, F(max_queue_bytes), 1024, 1024L * 1024 * 1024, SB_CHECK_NONE, BOTH,
    HUB, "1048576"},
+  {"max_memory", LONG, F(max_memory), 1024L * 1024, 1024L * 1024 * 1024 * 1024, SB_CHECK_NONE,
+   BOTH, HUB, "268435456"},
   {"replay_buffer", INT, F(replay_buffer), 0, 1000000, SB_CHECK_NONE, BOTH, RESTART, "256"},
   {"presence_prefix", STR, F(presence_prefix), 0, 0, SB_CHECK_PREFIX_OR_EMPTY, BOTH, RESTART, ""},
   {"replay_dir", STR, F(replay_dir), 0, 0, SB_CHECK_NONE, BOTH, RESTART, ""},
@@ -54,7 +59,7 @@ static const struct sb_option opts[] = {
   {"jwt_user_claim", STR, F(jwt_user_claim), 0, 0, SB_CHECK_NONEMPTY, BOTH, APPLY, "sub"},
   {"jwt_cookie", STR, F(jwt_cookie), 0, 0, SB_CHECK_TOKEN, BOTH, APPLY, "sse_token"},
   {"jwt_leeway", INT, F(jwt_leeway), 0, 3600, SB_CHECK_NONE, BOTH, APPLY, "0"},
-  {"mqtt_host", STR, F(mqtt_host), 0, 0, SB_CHECK_NONEMPTY, DAEMON, RESTART, "localhost"},
+  {"mqtt_host", STR, F(mqtt_host), 0, 0, SB_CHECK_HOSTS, DAEMON, RESTART, "localhost"},
   {"mqtt_port", INT, F(mqtt_port), 1, 65535, SB_CHECK_NONE, DAEMON, RESTART, "1883"},
   {"mqtt_username", STR, F(mqtt_username), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
   {"mqtt_password", STR, F(mqtt_password), 0, 0, SB_CHECK_NONE, DAEMON, RESTART, ""},
@@ -177,9 +182,125 @@ static int valid_token(const char *s)
   return 1;
 }
 
+/* The paths the server answers besides sse_path (server/http.c routes them
+ * before or instead of it): sse_path must be none of them. */
+static const struct {
+  const char *path, *what;
+} endpoints[] = {
+  {"/", "the demo page (index.html)"},
+  {"/healthz", "the health check"},
+  {"/metrics", "the metrics"},
+  {"/api/publish", "the publish endpoint"},
+  {"/api/presence", "the presence endpoint"},
+};
+
+/* Returns what an SSE endpoint at path would collide with, or NULL. A name
+ * with a dot right under the root is how the static files (the built-in
+ * index.html, sse-client.js, device.js... and those of web_root) are named. */
+static const char *sse_path_collision(const char *path)
+{
+  for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
+    if (strcmp(path, endpoints[i].path) == 0)
+      return endpoints[i].what;
+  if (!strchr(path + 1, '/') && strchr(path + 1, '.'))
+    return "a static file's name (a name with a dot at the top level)";
+  return NULL;
+}
+
+/* Says why entry (len bytes, blanks trimmed) is not a broker, or fills host. */
+static const char *parse_host(const char *entry, size_t len, int default_port,
+                              struct sb_host *host)
+{
+  const char *colon, *end = entry + len, *name = entry, *name_end;
+  unsigned char addr[16];
+  long port = default_port;
+
+  if (len == 0)
+    return "it is empty";
+  if (*entry == '[') {
+    if (!(name_end = memchr(entry, ']', len)))
+      return "'[' without its ']'";
+    name = entry + 1;
+    colon = name_end + 1 < end ? name_end + 1 : NULL;
+    if (colon && *colon != ':')
+      return "after ']' comes ':port' or nothing";
+  } else {
+    colon = memchr(entry, ':', len);
+    if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+      return "an IPv6 address needs brackets: [address] or [address]:port";
+    name_end = colon ? colon : end;
+  }
+  if (colon) {
+    port = 0;
+    if (colon + 1 == end || end - colon - 1 > 5)
+      return "the port is not a number from 1 to 65535";
+    for (const char *c = colon + 1; c < end; c++) {
+      if (!isdigit((unsigned char)*c))
+        return "the port is not a number from 1 to 65535";
+      port = port * 10 + (*c - '0');
+    }
+    if (port < 1 || port > 65535)
+      return "the port is not a number from 1 to 65535";
+  }
+  if (name_end == name || (size_t)(name_end - name) >= sizeof(host->name))
+    return name_end == name ? "no host name" : "the host name is over 255 characters";
+  memcpy(host->name, name, (size_t)(name_end - name));
+  host->name[name_end - name] = '\0';
+  host->port = (int)port;
+  if (*entry == '[')
+    return inet_pton(AF_INET6, host->name, addr) == 1 ? NULL : "the brackets hold no IPv6 address";
+  for (const unsigned char *c = (const unsigned char *)host->name; *c; c++)
+    if (!isalnum(*c) && *c != '.' && *c != '-' && *c != '_')
+      return "a host name has only letters, digits, '.', '-' and '_'";
+  return NULL;
+}
+
+int sb_config_next_host(const char **list, int default_port, struct sb_host *host,
+                        struct sb_err *err)
+{
+  const char *s = *list, *start, *end, *why;
+
+  if (!*s)
+    return 0;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  start = s;
+  while (*s && *s != ',')
+    s++;
+  end = s;
+  while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  if ((why = parse_host(start, (size_t)(end - start), default_port, host))) {
+    sb_err_set(err, "mqtt_host: entry '%.*s': %s", (int)((end - start) > 80 ? 80 : end - start),
+               start, why);
+    return SB_EINVAL;
+  }
+  if (*s == ',') {
+    s++;
+    /* a trailing comma is an empty last entry */
+    if (!*s || !s[strspn(s, " \t")]) {
+      sb_err_set(err, "mqtt_host: entry '': it is empty (the list ends with ',')");
+      return SB_EINVAL;
+    }
+  }
+  *list = s;
+  return 1;
+}
+
+const char *sb_config_host_label(const struct sb_host *host, char *buf, size_t len)
+{
+  int v6 = strchr(host->name, ':') != NULL;
+
+  snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", host->name, v6 ? "]" : "", host->port);
+  return buf;
+}
+
 static int check_value(const struct sb_option *o, const char *v, struct sb_err *err)
 {
   unsigned char addr[16];
+  const char *taken;
+  struct sb_host host;
+  int rc;
 
   switch (o->check) {
   case SB_CHECK_BIND:
@@ -188,10 +309,16 @@ static int check_value(const struct sb_option *o, const char *v, struct sb_err *
     sb_err_set(err, "%s: '%.64s' is not an IPv4 or IPv6 address", o->name, v);
     return SB_EINVAL;
   case SB_CHECK_PATH:
-    if (v[0] == '/' && !strpbrk(v, "?# \t") && strlen(v) < 200)
-      return 0;
-    sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
-    return SB_EINVAL;
+    if (v[0] != '/' || strpbrk(v, "?# \t") || strlen(v) >= 200) {
+      sb_err_set(err, "%s: '%.64s' must be a path starting with '/'", o->name, v);
+      return SB_EINVAL;
+    }
+    if ((taken = sse_path_collision(v))) {
+      sb_err_set(err, "%s: '%.64s' is the path of %s; choose another, such as /api/sse",
+                 o->name, v, taken);
+      return SB_EINVAL;
+    }
+    return 0;
   case SB_CHECK_PREFIX_OR_EMPTY:
     if (!*v)
       return 0;
@@ -213,6 +340,14 @@ static int check_value(const struct sb_option *o, const char *v, struct sb_err *
       return 0;
     sb_err_set(err, "%s: must not be empty", o->name);
     return SB_EINVAL;
+  case SB_CHECK_HOSTS:
+    if (!*v) {
+      sb_err_set(err, "%s: must not be empty", o->name);
+      return SB_EINVAL;
+    }
+    while ((rc = sb_config_next_host(&v, 1883, &host, err)) == 1)
+      ;
+    return rc;
   case SB_CHECK_NONE:
     return 0;
   }
@@ -444,6 +579,14 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
              "jwt_public_key_file: give either a shared secret or a public key, not both");
     return SB_EINVAL;
   }
+  if (*cfg->jwt_secret && strlen(cfg->jwt_secret) < SB_CONFIG_SECRET_MIN) {
+    sb_err_set(err,
+               "%s: an HS256 secret must have at least %d bytes (this one has %zu); "
+               "make one with: openssl rand -hex 32",
+               *cfg->jwt_secret_file ? "jwt_secret_file" : "jwt_secret", SB_CONFIG_SECRET_MIN,
+               strlen(cfg->jwt_secret));
+    return SB_EINVAL;
+  }
   if (cfg->auth == SB_AUTH_JWT && !*cfg->jwt_secret && !*cfg->jwt_public_key_file) {
     sb_err_set(err,
              "auth: jwt needs jwt_secret, jwt_secret_file or jwt_public_key_file "
@@ -462,9 +605,21 @@ int sb_config_finish(struct sb_config *cfg, struct sb_err *err)
       return SB_EINVAL;
     }
   }
+  if (cfg->max_memory / SB_CONFIG_MEMORY_EVENTS < cfg->max_event_bytes) {
+    sb_err_set(err, "max_memory: %ld bytes hold fewer than %d events of max_event_bytes (%ld); "
+               "give at least %ld",
+               cfg->max_memory, SB_CONFIG_MEMORY_EVENTS, cfg->max_event_bytes,
+               cfg->max_event_bytes * SB_CONFIG_MEMORY_EVENTS);
+    return SB_EINVAL;
+  }
   if ((*cfg->mqtt_certfile != 0) != (*cfg->mqtt_keyfile != 0)) {
     sb_err_set(err, "%s: mqtt_certfile and mqtt_keyfile go together",
              *cfg->mqtt_certfile ? "mqtt_keyfile" : "mqtt_certfile");
+    return SB_EINVAL;
+  }
+  if ((*cfg->http_tls_cert != 0) != (*cfg->http_tls_key != 0)) {
+    sb_err_set(err, "%s: http_tls_cert and http_tls_key go together",
+             *cfg->http_tls_cert ? "http_tls_key" : "http_tls_cert");
     return SB_EINVAL;
   }
   if (*cfg->mqtt_certfile && !*cfg->mqtt_cafile) {

@@ -18,6 +18,12 @@
 #include "err.h"
 
 
+/* The fewest bytes of an HS256 secret (jwt_secret, jwt_secret_file): the
+ * size of the hash (RFC 7518 3.2). */
+#define SB_CONFIG_SECRET_MIN 32
+/* max_memory must hold at least this many events of max_event_bytes. */
+#define SB_CONFIG_MEMORY_EVENTS 8
+
 enum sb_form { SB_FORM_DAEMON = 0, SB_FORM_PLUGIN = 1 };
 enum sb_auth_mode { SB_AUTH_JWT = 0, SB_AUTH_NONE = 1 };
 enum sb_subscribe_mode { SB_SUBSCRIBE_WILDCARD = 0, SB_SUBSCRIBE_PER_USER = 1 };
@@ -42,11 +48,13 @@ enum sb_option_kind {
 enum sb_option_check {
   SB_CHECK_NONE,
   SB_CHECK_BIND,            /* an IPv4 or IPv6 address */
-  SB_CHECK_PATH,            /* a URL path starting with '/' */
+  SB_CHECK_PATH,            /* a URL path starting with '/', not one the server
+                             * answers otherwise (/healthz, a static file...) */
   SB_CHECK_PREFIX,          /* a topic without wildcards or empty levels */
   SB_CHECK_PREFIX_OR_EMPTY, /* the same, or "" (off) */
   SB_CHECK_TOKEN,           /* an HTTP token (a cookie name) */
   SB_CHECK_NONEMPTY,        /* anything but "" */
+  SB_CHECK_HOSTS,           /* a list of brokers (sb_config_next_host) */
 };
 
 /* What a configuration reload (the daemon's SIGHUP) does with an option
@@ -82,6 +90,8 @@ struct sb_config {
   char *sse_path;
   char *web_root;
   char *cors_origins;
+  char *http_tls_cert; /* PEM: the certificate and its chain; "" serves plain HTTP */
+  char *http_tls_key;  /* PEM: its private key */
   /* events */
   char *topic_prefix;
   int heartbeat_interval; /* seconds */
@@ -90,6 +100,7 @@ struct sb_config {
   int max_connections_per_user;
   long max_event_bytes;
   long max_queue_bytes;
+  long max_memory;        /* bytes for replay buffers, stream queues and pending events */
   int replay_buffer;
   char *presence_prefix;
   char *replay_dir;       /* "" keeps the replay buffers in memory only */
@@ -145,8 +156,11 @@ int sb_config_line(struct sb_config *cfg, enum sb_form form, const char *line, s
 int sb_config_load_file(struct sb_config *cfg, enum sb_form form, const char *path, struct sb_err *err);
 
 /* Checks what single options cannot (auth needs a key unless `auth none`,
- * jwt_secret and jwt_secret_file exclude each other) and reads
- * jwt_secret_file into jwt_secret. Returns 0, or SB_EINVAL/SB_EIO with err
+ * jwt_secret and jwt_secret_file exclude each other, a secret has at least
+ * SB_CONFIG_SECRET_MIN bytes, http_tls_cert and http_tls_key go together,
+ * max_memory holds at least SB_CONFIG_MEMORY_EVENTS events of
+ * max_event_bytes) and reads jwt_secret_file into jwt_secret. Returns 0, or
+ * SB_EINVAL/SB_EIO with err
  * naming the option, or SB_ENOMEM. */
 int sb_config_finish(struct sb_config *cfg, struct sb_err *err);
 
@@ -166,6 +180,29 @@ const struct sb_option *sb_config_option(const char *name);
  * a and b are only read. */
 size_t sb_config_diff(const struct sb_config *a, const struct sb_config *b, sb_config_diff_fn fn,
                       void *ctx);
+
+/* One broker of the mqtt_host list. */
+struct sb_host {
+  char name[256]; /* a host name or an IPv4 or IPv6 address (no brackets) */
+  int port;
+};
+
+/* Longest entry of an mqtt_host list: "[" name "]:" port. */
+#define SB_HOST_ENTRY_MAX 264
+
+/* Reads the next entry of an mqtt_host list at *list: comma-separated
+ * `host`, `host:port`, `[IPv6]` or `[IPv6]:port`, with blanks around the
+ * commas allowed; an entry without a port takes default_port. Returns 1 with
+ * *host filled and *list moved past the entry, 0 at the end of the list, or
+ * SB_EINVAL with err naming the bad entry (an empty one, a port out of
+ * 1..65535, an IPv6 address without brackets, characters no host name has).
+ * Pure; *list is borrowed. */
+int sb_config_next_host(const char **list, int default_port, struct sb_host *host,
+                        struct sb_err *err);
+
+/* Writes host as "name:port" ("[name]:port" for an IPv6 address) into buf
+ * (len bytes, at least SB_HOST_ENTRY_MAX) and returns buf. Pure. */
+const char *sb_config_host_label(const struct sb_host *host, char *buf, size_t len);
 
 /* Exchanges the values of option o between a and b (a string changes owner:
  * whichever config is freed last frees it). */

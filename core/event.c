@@ -117,6 +117,274 @@ int sb_event_valid_timestamp(const char *s)
   return *p == '\0';
 }
 
+/* ---- the compact text ------------------------------------------------------ *
+ *
+ * The event's json is the payload's own text made compact: the whitespace
+ * between tokens goes, strings are written as jansson writes them (escapes
+ * decoded to UTF-8, then only '"', '\\' and control characters escaped), and
+ * numbers, true, false and null stay exactly as written. Re-serialising with
+ * jansson would print every real with 17 significant digits (0.1 became
+ * 0.10000000000000001, five times the bytes of a payload of 0.1s) and refuse
+ * integers beyond 64 bits. The text is written only after jansson has
+ * accepted the payload, so the writer below trusts its syntax; it never
+ * writes more than the payload and the fields it adds (sb_event_json_bound),
+ * and says so if it ever would. */
+
+struct text {
+  char *p;
+  size_t len, cap;
+  int over; /* a write did not fit */
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+  if (t->over || n > t->cap - t->len) {
+    t->over = 1;
+    return;
+  }
+  memcpy(t->p + t->len, s, n);
+  t->len += n;
+}
+
+static void put_char(struct text *t, char c)
+{
+  put(t, &c, 1);
+}
+
+/* Writes code point c inside a string, as jansson does. */
+static void put_codepoint(struct text *t, unsigned c)
+{
+  char buf[8];
+
+  switch (c) {
+  case '"':  put(t, "\\\"", 2); return;
+  case '\\': put(t, "\\\\", 2); return;
+  case '\b': put(t, "\\b", 2); return;
+  case '\f': put(t, "\\f", 2); return;
+  case '\n': put(t, "\\n", 2); return;
+  case '\r': put(t, "\\r", 2); return;
+  case '\t': put(t, "\\t", 2); return;
+  }
+  if (c < 0x20) {
+    snprintf(buf, sizeof(buf), "\\u%04X", c);
+    put(t, buf, 6);
+  } else if (c < 0x80) {
+    put_char(t, (char)c);
+  } else if (c < 0x800) {
+    buf[0] = (char)(0xC0 | (c >> 6));
+    buf[1] = (char)(0x80 | (c & 0x3F));
+    put(t, buf, 2);
+  } else if (c < 0x10000) {
+    buf[0] = (char)(0xE0 | (c >> 12));
+    buf[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+    buf[2] = (char)(0x80 | (c & 0x3F));
+    put(t, buf, 3);
+  } else {
+    buf[0] = (char)(0xF0 | (c >> 18));
+    buf[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    buf[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    buf[3] = (char)(0x80 | (c & 0x3F));
+    put(t, buf, 4);
+  }
+}
+
+/* Writes n bytes of UTF-8 text as a JSON string. */
+static void put_string(struct text *t, const char *s, size_t n)
+{
+  put_char(t, '"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == '"' || c == '\\')
+      put_codepoint(t, c); /* never part of a multi-byte sequence */
+    else
+      put_char(t, (char)c);
+  }
+  put_char(t, '"');
+}
+
+static unsigned hex4(const char *p)
+{
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  return v;
+}
+
+/* Skips whitespace, and NUL bytes: jansson takes a raw NUL right after a
+ * number or a literal (its reader sees the end of the text there, then
+ * reads on), and nowhere else. */
+static const char *skip_ws(const char *p, const char *end)
+{
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\0'))
+    p++;
+  return p;
+}
+
+/* Writes the string at p (its opening quote) and returns what follows its
+ * closing quote. */
+static const char *copy_string(struct text *t, const char *p, const char *end)
+{
+  put_char(t, '"');
+  for (p++; p < end && *p != '"';) {
+    unsigned c;
+    if (*p != '\\') {
+      put_char(t, *p++); /* UTF-8 as written (jansson checked it) */
+      continue;
+    }
+    if (end - p < 2)
+      break;
+    switch (p[1]) {
+    case 'b': c = '\b'; break;
+    case 'f': c = '\f'; break;
+    case 'n': c = '\n'; break;
+    case 'r': c = '\r'; break;
+    case 't': c = '\t'; break;
+    case 'u':
+      if (end - p < 6)
+        return end;
+      c = hex4(p + 2);
+      if (c >= 0xD800 && c < 0xDC00 && end - p >= 12 && p[6] == '\\' && p[7] == 'u') {
+        unsigned lo = hex4(p + 8);
+        if (lo >= 0xDC00 && lo < 0xE000) {
+          c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+          p += 6;
+        }
+      }
+      p += 4;
+      break;
+    default: c = (unsigned char)p[1]; break; /* '"', '\\' or '/' */
+    }
+    p += 2;
+    put_codepoint(t, c);
+  }
+  put_char(t, '"');
+  return p < end ? p + 1 : end;
+}
+
+/* Writes the JSON value at p without whitespace between its tokens and
+ * returns what follows it. */
+static const char *copy_value(struct text *t, const char *p, const char *end)
+{
+  int depth = 0;
+
+  do {
+    p = skip_ws(p, end);
+    if (p == end)
+      break;
+    switch (*p) {
+    case '"':
+      p = copy_string(t, p, end);
+      break;
+    case '{':
+    case '[':
+      depth++;
+      put_char(t, *p++);
+      break;
+    case '}':
+    case ']':
+      depth--;
+      put_char(t, *p++);
+      break;
+    case ',':
+    case ':':
+      put_char(t, *p++);
+      break;
+    default: { /* a number, true, false or null, as written */
+      const char *start = p;
+      while (p < end && !strchr(" \t\n\r,:]}", *p))
+        p++;
+      put(t, start, (size_t)(p - start));
+    }
+    }
+  } while (depth > 0);
+  return p;
+}
+
+/* What compact_event() found of the payload's own members. */
+struct members {
+  int channel, timestamp; /* present (a null one was filled in) */
+  size_t id_at, id_len;   /* where the value of "id" went in the text; id_len 0: none */
+};
+
+/* Writes the event's compact text: the members of the payload object (a
+ * JSON object that jansson accepted) in their order, a null channel or
+ * timestamp replaced by chan (a JSON string) or ts (likewise), and those
+ * missing appended, channel first. */
+static void compact_event(struct text *t, const char *p, const char *end, const char *chan,
+                          size_t chan_len, const char *ts, size_t ts_len, struct members *m)
+{
+  int first = 1;
+
+  memset(m, 0, sizeof(*m));
+  p = skip_ws(p, end);
+  put_char(t, '{');
+  for (p++;;) {
+    size_t key_at;
+    const char *fill = NULL;
+    size_t fill_len = 0;
+    int *seen = NULL;
+
+    p = skip_ws(p, end);
+    if (p >= end || *p == '}')
+      break;
+    if (*p == ',') {
+      put_char(t, *p++);
+      continue;
+    }
+    key_at = t->len;
+    p = copy_string(t, p, end);
+    if (!t->over && t->len - key_at == 9 && memcmp(t->p + key_at, "\"channel\"", 9) == 0) {
+      seen = &m->channel;
+      fill = chan;
+      fill_len = chan_len;
+    } else if (!t->over && t->len - key_at == 11 &&
+               memcmp(t->p + key_at, "\"timestamp\"", 11) == 0) {
+      seen = &m->timestamp;
+      fill = ts;
+      fill_len = ts_len;
+    }
+    p = skip_ws(p, end);
+    if (p < end)
+      p++; /* the ':' */
+    put_char(t, ':');
+    p = skip_ws(p, end);
+    if (seen)
+      *seen = 1;
+    if (seen && end - p >= 4 && memcmp(p, "null", 4) == 0) {
+      put(t, fill, fill_len);
+      p += 4;
+    } else {
+      size_t at = t->len;
+      int is_id = !t->over && t->len - key_at == 5 && memcmp(t->p + key_at, "\"id\":", 5) == 0;
+      p = copy_value(t, p, end);
+      if (is_id) {
+        m->id_at = at;
+        m->id_len = t->len - at;
+      }
+    }
+    first = 0;
+  }
+  if (!m->channel) {
+    put(t, first ? "\"channel\":" : ",\"channel\":", first ? 10 : 11);
+    put(t, chan, chan_len);
+    first = 0;
+  }
+  if (!m->timestamp) {
+    put(t, first ? "\"timestamp\":" : ",\"timestamp\":", first ? 12 : 13);
+    put(t, ts, ts_len);
+  }
+  put_char(t, '}');
+}
+
+size_t sb_event_json_bound(size_t payload_len, size_t channel_len)
+{
+  /* ,"channel":"<channel, each byte escaped to at most 6>" and
+   * ,"timestamp":"<24 characters>" */
+  return payload_len + 11 + 2 + 6 * channel_len + 13 + 2 + 24;
+}
+
 static int fail(struct sb_event_error *why, enum sb_drop reason, const char *fmt, const char *arg)
 {
   why->reason = reason;
@@ -124,23 +392,34 @@ static int fail(struct sb_event_error *why, enum sb_drop reason, const char *fmt
   return SB_EINVAL;
 }
 
+/* Returns 1 if the n bytes at s are a non-negative integer as JSON writes
+ * it (digits only). */
+static int digits(const char *s, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!isdigit((unsigned char)s[i]))
+      return 0;
+  return n > 0;
+}
+
 /* Reads an optional string field that must be a safe id; "absent" covers a
- * missing key and null. Returns 0, or fills why. */
-static int id_field(json_t *obj, const char *key, int allow_int, char **out,
+ * missing key and null. num (num_len bytes) is the field's text when it may
+ * also be a non-negative integer (the id, as written: numbers are decoded as
+ * reals, of any size); NULL otherwise. Returns 0, or fills why. */
+static int id_field(json_t *obj, const char *key, const char *num, size_t num_len, char **out,
                     struct sb_event_error *why)
 {
   json_t *v = json_object_get(obj, key);
-  char buf[32];
+  int allow_int = num != NULL;
   const char *s;
   size_t n;
 
   *out = NULL;
   if (!v || json_is_null(v))
     return 0;
-  if (allow_int && json_is_integer(v) && json_integer_value(v) >= 0) {
-    snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-    s = buf;
-    n = strlen(buf);
+  if (allow_int && json_is_number(v) && digits(num, num_len)) {
+    s = num;
+    n = num_len;
   } else if (json_is_string(v)) {
     s = json_string_value(v);
     n = json_string_length(v);
@@ -149,10 +428,10 @@ static int id_field(json_t *obj, const char *key, int allow_int, char **out,
                 allow_int ? "field '%s' must be a string or a non-negative integer"
                           : "field '%s' must be a string",
                 key);
-  if (!sb_sse_valid_id(s, n, SB_EVENT_ID_MAX) || strlen(s) != n)
+  if (!sb_sse_valid_id(s, n, SB_EVENT_ID_MAX) || memchr(s, '\0', n))
     return fail(why, SB_DROP_BAD_ID,
                 "field '%s' must be 1 to 128 characters without control characters", key);
-  if (!(*out = strdup(s)))
+  if (!(*out = strndup(s, n)))
     return SB_ENOMEM;
   return 0;
 }
@@ -166,7 +445,9 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   json_t *root = NULL, *v;
   char *exclude = NULL;
   int rc = SB_EINVAL;
-  char ts[32];
+  char ts[32], ts_json[40], *chan_json = NULL;
+  struct text text = {NULL, 0, 0, 0}, chan = {NULL, 0, 0, 0};
+  struct members m;
 
   memset(ev, 0, sizeof(*ev));
   why->reason = SB_DROP_NONE;
@@ -178,7 +459,11 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   if (len > rules->max_event_bytes)
     return fail(why, SB_DROP_TOO_LARGE, "payload is over max_event_bytes%s", NULL);
 
-  root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+  /* numbers as reals: only their syntax matters, and the text keeps them */
+  root = json_loadb(payload, len,
+                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL |
+                        JSON_DECODE_INT_AS_REAL,
+                    &jerr);
   if (!root)
     return fail(why, SB_DROP_NOT_JSON, "payload is not valid JSON: %.100s", jerr.text);
   if (!json_is_object(root)) {
@@ -223,10 +508,36 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
     }
   }
 
-  if ((rc = id_field(root, "id", 1, &ev->id, why)) ||
-      (rc = id_field(root, "sourceDeviceId", 0, &ev->source, why)) ||
-      (rc = id_field(root, "targetDeviceId", 0, &ev->target, why)) ||
-      (rc = id_field(root, "excludeDeviceId", 0, &exclude, why)))
+  /* the text: the payload's members as written, channel and timestamp
+   * filled in where null or missing */
+  rc = SB_ENOMEM;
+  v = json_stringn(t.channel, t.channel_len); /* checks that it is UTF-8 */
+  if (!v) {
+    rc = fail(why, SB_DROP_BAD_TOPIC, "topic is not UTF-8%s", NULL);
+    goto error;
+  }
+  json_decref(v);
+  chan.cap = 2 + 6 * t.channel_len;
+  if (!(chan_json = chan.p = malloc(chan.cap)))
+    goto error;
+  put_string(&chan, t.channel, t.channel_len);
+  sb_event_format_time(rules->now, ts);
+  snprintf(ts_json, sizeof(ts_json), "\"%s\"", ts);
+  text.cap = sb_event_json_bound(len, t.channel_len);
+  if (!(text.p = malloc(text.cap + 1)))
+    goto error;
+  compact_event(&text, payload, (const char *)payload + len, chan.p, chan.len, ts_json,
+                strlen(ts_json), &m);
+  if (text.over || chan.over) { /* the bound holds by construction: a bug if not */
+    rc = fail(why, SB_DROP_TOO_LARGE, "the event would grow past its bound%s", NULL);
+    goto error;
+  }
+  text.p[text.len] = '\0';
+
+  if ((rc = id_field(root, "id", text.p + m.id_at, m.id_len, &ev->id, why)) ||
+      (rc = id_field(root, "sourceDeviceId", NULL, 0, &ev->source, why)) ||
+      (rc = id_field(root, "targetDeviceId", NULL, 0, &ev->target, why)) ||
+      (rc = id_field(root, "excludeDeviceId", NULL, 0, &exclude, why)))
     goto error;
   /* the device left out: excludeDeviceId where given, else the source */
   if (exclude) {
@@ -239,22 +550,16 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
   if (!(ev->user = strndup(t.user, t.user_len)) ||
       !(ev->channel = strndup(t.channel, t.channel_len)))
     goto error;
-  if (!json_is_string(json_object_get(root, "channel")) &&
-      json_object_set_new(root, "channel", json_stringn(t.channel, t.channel_len)))
-    goto error;
-  if (!json_is_string(json_object_get(root, "timestamp"))) {
-    sb_event_format_time(rules->now, ts);
-    if (json_object_set_new(root, "timestamp", json_string(ts)))
-      goto error;
-  }
-  if (!(ev->json = json_dumps(root, JSON_COMPACT)))
-    goto error;
-  ev->json_len = strlen(ev->json);
+  ev->json = text.p;
+  ev->json_len = text.len;
+  free(chan_json);
   json_decref(root);
   return 0;
 
 error:
   free(exclude);
+  free(chan_json);
+  free(text.p);
   json_decref(root);
   sb_event_clear(ev);
   return rc;

@@ -2,7 +2,10 @@
  *
  * The topic is authoritative for user and channel. A valid event comes out
  * with channel and timestamp filled in and serialised once as compact,
- * one-line JSON, ready to be framed. Pure: the caller passes the time. */
+ * one-line JSON, ready to be framed: the payload's own text without the
+ * whitespace between tokens, numbers exactly as written, strings as jansson
+ * writes them. So its size follows the size of the MQTT message, never more
+ * than sb_event_json_bound(). Pure: the caller passes the time. */
 #ifndef SB_EVENT_H
 #define SB_EVENT_H
 
@@ -15,7 +18,9 @@ struct sb_frame;
  * in bytes. */
 #define SB_EVENT_ID_MAX 128
 
-/* Why a message was dropped; each is a label of the dropped counter. */
+/* Why a message was dropped; each is a label of the dropped counter. memory:
+ * the server's intake refused it at max_memory (sb_event_parse never says
+ * so). */
 #define SB_DROP_MAP(XX)                                   \
   XX(BAD_TOPIC, "bad_topic")                              \
   XX(TOO_LARGE, "too_large")                              \
@@ -27,7 +32,8 @@ struct sb_frame;
   XX(BAD_FIELD, "bad_field")                              \
   XX(CHANNEL_MISMATCH, "channel_mismatch")                \
   XX(BAD_TIMESTAMP, "bad_timestamp")                      \
-  XX(BAD_ID, "bad_id")
+  XX(BAD_ID, "bad_id")                                    \
+  XX(MEMORY, "memory")
 
 enum sb_drop {
   SB_DROP_NONE = 0,
@@ -51,7 +57,8 @@ struct sb_event {
   char *source; /* the device left out: excludeDeviceId where given, else
                    sourceDeviceId, else NULL (no device is left out) */
   char *target; /* targetDeviceId or NULL */
-  char *json;   /* compact JSON of the whole event */
+  char *json;   /* compact JSON of the whole event, NUL-terminated; at most
+                   sb_event_json_bound(payload length, channel length) bytes */
   size_t json_len;
 };
 
@@ -69,6 +76,13 @@ struct sb_event_error {
 int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t topic_len,
                    const void *payload, size_t len, struct sb_event *ev,
                    struct sb_event_error *why);
+
+/* Returns the most bytes the json of an event parsed from a payload of
+ * payload_len bytes on a topic whose channel has channel_len bytes can have:
+ * the payload (made compact, it only shrinks) plus the channel and timestamp
+ * fields the bridge adds. sb_event_parse() checks the json it makes against
+ * it. Pure. */
+size_t sb_event_json_bound(size_t payload_len, size_t channel_len);
 
 /* Frees the strings of ev and zeroes it. NULL-safe. */
 void sb_event_clear(struct sb_event *ev);

@@ -7,6 +7,10 @@
  * over shared frames: an event is framed once and every recipient's queue
  * holds a reference to the same bytes.
  *
+ * It counts the bytes it holds (sb_hub_memory) and keeps within
+ * max_memory by evicting replay events, idle users' first; see
+ * sb_hub_opts.max_memory.
+ *
  * Pure logic: no sockets, no threads, no clock, no JSON of its own. Time
  * comes in as milliseconds of a monotonic clock; the one event the hub makes
  * up (system/resync) comes from the caller's resync function, which stamps it.
@@ -38,7 +42,19 @@ struct sb_hub_opts {
   int heartbeat_ms;
   int retry_ms;
   size_t max_queue_bytes; /* per connection */
-  size_t max_idle_users;  /* users without connections whose replay is kept */
+  size_t max_idle_users;  /* users without connections whose replay is kept
+                           * (SIZE_MAX: no count; max_memory bounds them) */
+  /* Bytes the hub may hold: its replay buffers, users, connections and
+   * queues, each allocation counted as sb_mem_cost() says and a frame once
+   * however many hold it. Over it, the hub evicts replay events, oldest
+   * first: those of users without connections (least recently published to
+   * first, then lingering users), then those of connected users beyond
+   * their newest replay_floor, then the floors themselves down to each
+   * connected user's newest event. What is still over (queues, and the
+   * newest events of connected users) stays: the hub never cuts a stream
+   * for memory. 0: no limit. */
+  size_t max_memory;
+  int replay_floor; /* see max_memory; 0 gives connected users no floor */
   /* Called after a user's connections changed (registered or unregistered).
    * It may read the hub (sb_hub_foreach_device) but must not change it.
    * NULL: none. */
@@ -81,8 +97,8 @@ struct sb_hub *sb_hub_new(const struct sb_hub_opts *opts, const struct sb_log *l
 /* Takes the limits of opts that may change while running: max_connections,
  * max_connections_per_user, heartbeat_ms (a changed interval restarts every
  * connection's schedule from the latest time the hub was given), retry_ms (for
- * new connections) and max_queue_bytes. Returns
- * 0 or SB_ENOMEM (nothing changed). */
+ * new connections), max_queue_bytes and max_memory (a lower one evicts at
+ * once). Returns 0 or SB_ENOMEM (nothing changed). */
 int sb_hub_reconfigure(struct sb_hub *hub, const struct sb_hub_opts *opts);
 
 /* Frees the hub, its replay buffers and any connection still registered.
@@ -104,7 +120,8 @@ void sb_hub_unregister(struct sb_hub *hub, struct sb_conn *conn);
 
 /* Publishes an event frame to user: keeps it in the user's replay buffer and
  * queues it to the connections that should get it (only frame->target's if
- * set, else all but frame->source's). Steals the caller's reference. Returns
+ * set, else all but frame->source's), then evicts replay events while the
+ * hub holds more than max_memory. Steals the caller's reference. Returns
  * the number of connections it was queued to. */
 size_t sb_hub_publish(struct sb_hub *hub, const char *user, struct sb_frame *frame);
 
@@ -167,6 +184,14 @@ size_t sb_hub_connection_count(const struct sb_hub *hub, const char *user);
 
 /* Returns 1 if user has at least one connection. */
 int sb_hub_is_user_connected(const struct sb_hub *hub, const char *user);
+
+/* Returns the number of events in user's replay buffer (0 if unknown). */
+size_t sb_hub_replay_count(const struct sb_hub *hub, const char *user);
+
+/* Returns the bytes the hub holds of kind SB_MEM_REPLAY or SB_MEM_QUEUES
+ * (0 for another kind), as max_memory counts them; the same numbers go to
+ * the metrics' memory gauges as they change. */
+size_t sb_hub_memory(const struct sb_hub *hub, enum sb_mem_kind kind);
 
 /* Fills the hub's gauges for /metrics. */
 void sb_hub_gauges(const struct sb_hub *hub, struct sb_metrics_gauges *g);

@@ -18,6 +18,12 @@ void sb_metrics_http_error(struct sb_metrics *m, int status)
       atomic_fetch_add(&m->http_errors[i], 1);
 }
 
+static const char *const mem_labels[] = {
+#define SB__MEM_LABEL(name, label) label,
+  SB_MEM_MAP(SB__MEM_LABEL)
+#undef SB__MEM_LABEL
+};
+
 struct out {
   char *buf;
   size_t len, at;
@@ -56,14 +62,33 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
                       size_t len)
 {
   struct out o = {buf, len, 0, 0};
+  const char *broker;
 
   gauge(&o, "connections", "Open SSE connections.", g->connections);
   gauge(&o, "users", "Users with at least one open SSE connection.", g->users);
   gauge(&o, "replay_users", "Users the hub holds: connected, or idle with a replay buffer.", g->replay_users);
   gauge(&o, "mqtt_connected", "1 while the MQTT side is up.",
         (unsigned long long)atomic_load(&m->mqtt_connected));
+  if ((broker = atomic_load(&m->mqtt_broker)))
+    emit(&o, "# HELP mqtt_sse_bridge_mqtt_broker_info The MQTT broker in use (mqtt_host).\n"
+             "# TYPE mqtt_sse_bridge_mqtt_broker_info gauge\n"
+             "mqtt_sse_bridge_mqtt_broker_info{broker=\"%s\"} 1\n", broker);
   gauge(&o, "mqtt_subscriptions", "Topic filters subscribed and acknowledged by the broker.",
         (unsigned long long)atomic_load(&m->mqtt_subscriptions));
+  emit(&o, "# HELP mqtt_sse_bridge_memory_bytes Bytes held under max_memory, by kind.\n"
+           "# TYPE mqtt_sse_bridge_memory_bytes gauge\n");
+  for (int k = 0; k < SB_MEM_KINDS; k++)
+    emit(&o, "mqtt_sse_bridge_memory_bytes{kind=\"%s\"} %llu\n", mem_labels[k],
+         atomic_load(&m->memory[k]));
+  gauge(&o, "memory_budget_bytes", "max_memory: the bytes the bridge keeps to (0: no budget).",
+        atomic_load(&m->memory_budget));
+  emit(&o, "# HELP mqtt_sse_bridge_memory_evicted_total Replay events evicted to keep to "
+           "max_memory, by whose they were.\n"
+           "# TYPE mqtt_sse_bridge_memory_evicted_total counter\n");
+  emit(&o, "mqtt_sse_bridge_memory_evicted_total{from=\"idle\"} %llu\n",
+       atomic_load(&m->evicted[SB_EVICTED_IDLE]));
+  emit(&o, "mqtt_sse_bridge_memory_evicted_total{from=\"connected\"} %llu\n",
+       atomic_load(&m->evicted[SB_EVICTED_CONNECTED]));
   counter(&o, "events_received_total", "MQTT messages received.", atomic_load(&m->events_received));
   counter(&o, "events_accepted_total", "Valid events relayed.", atomic_load(&m->events_accepted));
   emit(&o, "# HELP mqtt_sse_bridge_events_dropped_total Messages dropped, by reason.\n"
@@ -76,6 +101,12 @@ int sb_metrics_render(struct sb_metrics *m, const struct sb_metrics_gauges *g, c
           atomic_load(&m->events_duplicate));
   counter(&o, "journal_errors_total", "Events the replay journal could not write.",
           atomic_load(&m->journal_errors));
+  counter(&o, "journal_damaged_total",
+          "Records of the replay journal lost to damage (skipped on reading back).",
+          atomic_load(&m->journal_damaged));
+  counter(&o, "journal_refused_total",
+          "Records of the replay journal read back but refused: not valid events.",
+          atomic_load(&m->journal_refused));
   counter(&o, "presence_published_total", "Presence records published.",
           atomic_load(&m->presence_published));
   counter(&o, "events_delivered_total", "Events queued to an SSE connection.",

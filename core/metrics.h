@@ -21,6 +21,24 @@ enum sb_http_error {
   SB_HTTP_ERROR_COUNT
 };
 
+/* What the memory budget (max_memory) counts, by kind: each a label of the
+ * gauge mqtt_sse_bridge_memory_bytes. */
+#define SB_MEM_MAP(XX)       \
+  XX(REPLAY, "replay")       \
+  XX(QUEUES, "queues")       \
+  XX(PENDING, "pending")
+
+enum sb_mem_kind {
+#define SB__MEM_ENUM(name, label) SB_MEM_##name,
+  SB_MEM_MAP(SB__MEM_ENUM)
+#undef SB__MEM_ENUM
+  SB_MEM_KINDS
+};
+
+/* Whose replay events the hub evicted to keep to the budget: users without
+ * connections, or users with connections (above their floor first). */
+enum sb_evicted { SB_EVICTED_IDLE = 0, SB_EVICTED_CONNECTED = 1, SB_EVICTED_KINDS };
+
 struct sb_metrics {
   atomic_ullong events_received;  /* messages that reached the bridge */
   atomic_ullong events_accepted;  /* of those, valid events */
@@ -33,10 +51,20 @@ struct sb_metrics {
   atomic_ullong slow_disconnects; /* connections cut off at max_queue_bytes */
   atomic_ullong events_duplicate; /* publisher ids already in the replay buffer */
   atomic_ullong journal_errors;   /* events the replay journal could not keep */
+  atomic_ullong journal_damaged;  /* records the journal lost to damage on reading back */
+  atomic_ullong journal_refused;  /* records read back that were not valid events */
   atomic_ullong presence_published; /* presence records published */
   atomic_ullong http_errors[SB_HTTP_ERROR_COUNT];
+  /* Bytes held by kind: the hub sets replay and queues (its thread), the
+   * server's intake adds and takes pending. */
+  atomic_ullong memory[SB_MEM_KINDS];
+  atomic_ullong memory_budget;    /* max_memory; 0: no budget */
+  atomic_ullong evicted[SB_EVICTED_KINDS]; /* replay events evicted for the budget */
   atomic_int mqtt_connected;
   atomic_int mqtt_subscriptions;  /* topic filters the broker acknowledged */
+  /* the broker in use, "host:port" (the daemon's mqtt_host entry), or NULL:
+   * borrowed from the MQTT side, which keeps it while it is set */
+  _Atomic(const char *) mqtt_broker;
 };
 
 struct sb_metrics_gauges {

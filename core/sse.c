@@ -69,12 +69,14 @@ int sb_sse_valid_device(const char *s, size_t len)
 
 static struct sb_frame *frame_alloc(size_t len, size_t extra)
 {
-  struct frame_alloc *a = malloc(sizeof(*a) + len + 1 + extra);
+  size_t size = sizeof(struct frame_alloc) + len + 1 + extra;
+  struct frame_alloc *a = malloc(size);
   if (!a)
     return NULL;
   memset(&a->f, 0, sizeof(a->f));
   a->f.refs = 1;
   a->f.len = len;
+  a->f.cost = sb_mem_cost(size);
   a->f.bytes = a->storage;
   return &a->f;
 }

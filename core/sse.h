@@ -12,9 +12,24 @@
 
 #define SB_SSE_HEARTBEAT ": heartbeat\n\n"
 
+/* Returns the heap bytes an allocation of n bytes takes, as glibc's malloc
+ * lays it out: n and an 8-byte header, rounded up to 16, at least 32. The
+ * unit of the memory budget (max_memory): an honest estimate of what each
+ * allocation costs, not only what it asked for. Pure. */
+static inline size_t sb_mem_cost(size_t n)
+{
+  size_t c = (n + 8 + 15) & ~(size_t)15;
+  return c < 32 ? 32 : c;
+}
+
 struct sb_frame {
   unsigned refs;
   size_t len;         /* bytes to send */
+  size_t cost;        /* heap bytes of the whole frame (sb_mem_cost of its allocation) */
+  /* The hub's accounting (its thread only): how many replay slots and queue
+   * entries hold the frame. Its cost counts once, as replay while a replay
+   * buffer holds it, else as queues while a queue does. 0 elsewhere. */
+  unsigned rings, queues;
   const char *bytes;  /* the wire bytes; points into the same allocation */
   const char *id;     /* event id, or NULL for a comment or control frame */
   const char *source; /* sourceDeviceId, or NULL */

@@ -251,8 +251,9 @@ int main(int argc, char **argv)
     stop(&d);
     return 2;
   }
-  SB_LOG(&d.log, SB_LOG_NOTICE, "[SSE] %s: stopping",
-         wait_for_stop(&d) == SIGINT ? "SIGINT" : "SIGTERM");
+  /* not inside SB_LOG: below log_level notice it evaluates nothing */
+  rc = wait_for_stop(&d);
+  SB_LOG(&d.log, SB_LOG_NOTICE, "[SSE] %s: stopping", rc == SIGINT ? "SIGINT" : "SIGTERM");
   stop(&d);
   return 0;
 }

@@ -33,12 +33,34 @@ struct sb_mqtt {
    * down as well (with mqtt_qos 0, stop may wait less than it should) */
   atomic_int unacked;
   char client_id[160];
+  /* the brokers of mqtt_host, in order, and their "host:port" labels (for
+   * the log, /healthz and /metrics; they live as long as the client) */
+  struct sb_host *hosts;
+  char (*labels)[SB_HOST_ENTRY_MAX];
+  size_t nhosts;
+  size_t current; /* the broker in use or being tried (client thread only) */
 };
 
 #define BACKOFF_MIN_S 1
 #define BACKOFF_MAX_S 30
+/* A connection that lasted this long is followed by an attempt on the next
+ * broker at once; a shorter one (refused credentials, a broker that drops
+ * us) by the backoff, so that two clients never chase each other. */
+#define STABLE_S 5
+#define KEEPALIVE_S 30
 /* How long a stop waits for the broker to acknowledge the last publishes. */
 #define FLUSH_MS 2000
+
+/* " (mqtt_host entry i of n)" when there is more than one broker, else "". */
+static const char *which(struct sb_mqtt *m)
+{
+  static _Thread_local char buf[48];
+
+  if (m->nhosts < 2)
+    return "";
+  snprintf(buf, sizeof(buf), " (mqtt_host entry %zu of %zu)", m->current + 1, m->nhosts);
+  return buf;
+}
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 {
@@ -46,10 +68,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
   const char *sub = sb_server_subscription(m->b);
 
   if (rc != 0) {
-    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s:%d refused: %s", m->cfg->mqtt_host,
-           m->cfg->mqtt_port, mosquitto_connack_string(rc));
+    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s refused: %s", m->labels[m->current],
+           mosquitto_connack_string(rc));
     return;
   }
+  sb_server_set_broker(m->b, m->labels[m->current]);
   m->subscriptions = 0;
   sb_server_set_subscriptions(m->b, 0);
   /* publishing works from now on; /healthz waits for the subscription */
@@ -60,16 +83,16 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     mosquitto_subscribe(mosq, &m->presence_mid, sb_server_presence_filter(m->b), 1);
   if (m->per_user) {
     /* the server subscribes each user it holds as it learns it is up */
-    SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing per user (QoS %d)",
-           m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, m->cfg->mqtt_qos);
+    SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s%s as %s, subscribing per user (QoS %d)",
+           m->labels[m->current], which(m), m->client_id, m->cfg->mqtt_qos);
     /* a session that was once in wildcard mode would still get everything */
     mosquitto_unsubscribe(mosq, NULL, sub);
     atomic_store(&m->was_up, 1);
     sb_server_set_upstream(m->b, 1);
     return;
   }
-  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s:%d as %s, subscribing %s (QoS %d)",
-         m->cfg->mqtt_host, m->cfg->mqtt_port, m->client_id, sub, m->cfg->mqtt_qos);
+  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Connected to %s%s as %s, subscribing %s (QoS %d)",
+         m->labels[m->current], which(m), m->client_id, sub, m->cfg->mqtt_qos);
   rc = mosquitto_subscribe(mosq, NULL, sub, m->cfg->mqtt_qos);
   if (rc != MOSQ_ERR_SUCCESS)
     SB_LOG(m->log, SB_LOG_ERROR, "[MQTT] Cannot subscribe %s: %s", sub, mosquitto_strerror(rc));
@@ -126,11 +149,10 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
   (void)mosq;
   atomic_store(&m->connected, 0);
   sb_server_set_upstream(m->b, 0);
+  sb_server_set_broker(m->b, NULL);
   m->subscriptions = 0;
   sb_server_set_subscriptions(m->b, 0);
-  if (rc != 0)
-    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Lost the broker at %s:%d (%s); reconnecting",
-           m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc));
+  (void)rc; /* the client thread says why (run) */
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
@@ -183,9 +205,9 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
     sb_err_set(err, "mqtt_client_id: cannot create an MQTT client as '%.64s'", id);
     return SB_EINVAL;
   }
-  /* loop_forever runs on a thread of ours and the server's loop publishes
-   * and subscribes from another: without this, libmosquitto writes a packet
-   * on the calling thread, interleaved with its own thread's writes. It also
+  /* mosquitto_loop runs on a thread of ours (run) and the server's loop
+   * publishes and subscribes from another: without this, libmosquitto writes
+   * a packet on the calling thread, interleaved with its own thread's writes. It also
    * carries the durability promise: libmosquitto 2.0.11 builds the PUBACK of
    * a QoS 1 message before it calls on_message, and only in threaded mode is
    * that PUBACK queued (written after on_message, and so after the journal)
@@ -198,7 +220,6 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
   mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
   mosquitto_message_callback_set(m->mosq, on_message);
   mosquitto_log_callback_set(m->mosq, on_log);
-  mosquitto_reconnect_delay_set(m->mosq, BACKOFF_MIN_S, BACKOFF_MAX_S, true);
   if (*cfg->mqtt_username &&
       (rc = mosquitto_username_pw_set(m->mosq, cfg->mqtt_username,
                                       *cfg->mqtt_password ? cfg->mqtt_password : NULL))) {
@@ -221,6 +242,35 @@ static int configure(struct sb_mqtt *m, const char *id, struct sb_err *err)
   return 0;
 }
 
+/* Reads mqtt_host into m->hosts and m->labels. Returns 0, or SB_EINVAL or
+ * SB_ENOMEM with err. */
+static int parse_hosts(struct sb_mqtt *m, struct sb_err *err)
+{
+  const char *list = m->cfg->mqtt_host;
+  struct sb_host h;
+  size_t n = 0;
+  int rc;
+
+  while ((rc = sb_config_next_host(&list, m->cfg->mqtt_port, &h, err)) == 1)
+    n++;
+  if (rc < 0)
+    return rc;
+  if (n == 0) {
+    sb_err_set(err, "mqtt_host: must not be empty");
+    return SB_EINVAL;
+  }
+  if (!(m->hosts = calloc(n, sizeof(*m->hosts))) || !(m->labels = calloc(n, sizeof(*m->labels)))) {
+    sb_err_set(err, "out of memory");
+    return SB_ENOMEM;
+  }
+  list = m->cfg->mqtt_host;
+  for (m->nhosts = 0; m->nhosts < n; m->nhosts++) {
+    sb_config_next_host(&list, m->cfg->mqtt_port, &m->hosts[m->nhosts], err);
+    sb_config_host_label(&m->hosts[m->nhosts], m->labels[m->nhosts], sizeof(m->labels[0]));
+  }
+  return 0;
+}
+
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
                             const struct sb_log *log, struct sb_err *err)
 {
@@ -234,6 +284,8 @@ struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
   m->b = b;
   m->log = log;
   m->per_user = cfg->subscribe_mode == SB_SUBSCRIBE_PER_USER;
+  if (parse_hosts(m, err))
+    goto fail;
   mosquitto_lib_init();
   /* the final id may need the bound HTTP port: set again at start */
   if (configure(m, *cfg->mqtt_client_id ? cfg->mqtt_client_id : "mqtt-sse-bridge", err))
@@ -253,39 +305,102 @@ static void pause_s(struct sb_mqtt *m, int s)
     nanosleep(&slice, NULL);
 }
 
-/* The client thread. libmosquitto's loop reconnects by itself once it has
- * been connected; the first connection (a broker not up yet) and fatal
- * errors (refused credentials, TLS) are retried here, with the same backoff. */
+/* Seconds of CLOCK_MONOTONIC. */
+static double now_s(void)
+{
+  struct timespec t;
+
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Why libmosquitto returned rc. */
+static const char *reason(int rc)
+{
+  return rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+}
+
+/* "" for no wait, else " in N s" (a buffer of the calling thread). */
+static const char *in_s(int wait)
+{
+  static _Thread_local char buf[24];
+
+  if (wait <= 0)
+    return "";
+  snprintf(buf, sizeof(buf), " in %d s", wait);
+  return buf;
+}
+
+/* Chooses the broker after m->current and how long to wait before trying
+ * it: nothing within a round of the list, *delay at the end of a round
+ * (which then doubles, up to BACKOFF_MAX_S). Client thread. */
+static int next_broker(struct sb_mqtt *m, size_t *round_start, int *delay)
+{
+  int wait = 0;
+
+  m->current = (m->current + 1) % m->nhosts;
+  if (m->current == *round_start) {
+    wait = *delay;
+    *delay = *delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : *delay * 2;
+  }
+  return wait;
+}
+
+/* The client thread. It connects to the first broker of mqtt_host that
+ * answers and runs libmosquitto's loop (mosquitto_loop, as
+ * mosquitto_loop_forever would, in threaded mode) until the connection
+ * ends; then it goes on with the next broker, the same client id and so the
+ * same persistent session, wherever the broker (or cluster) keeps it. A
+ * round of the list that finds no broker is followed by the backoff; a
+ * connection that was up for STABLE_S or more by the next broker at once. */
 static void *run(void *arg)
 {
   struct sb_mqtt *m = arg;
-  int delay = BACKOFF_MIN_S, rc;
+  int delay = BACKOFF_MIN_S, wait, rc;
+  size_t round_start = 0, lost;
+  double since;
 
+  m->current = 0;
   while (!atomic_load(&m->stopping)) {
-    rc = mosquitto_connect(m->mosq, m->cfg->mqtt_host, m->cfg->mqtt_port, 30);
+    rc = mosquitto_connect(m->mosq, m->hosts[m->current].name, m->hosts[m->current].port,
+                           KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
-      SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot reach %s:%d (%s); retrying in %d s",
-             m->cfg->mqtt_host, m->cfg->mqtt_port,
-             rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), delay);
-      pause_s(m, delay);
-      delay = delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay * 2;
+      size_t failed = m->current;
+      const char *why = reason(rc);
+
+      wait = next_broker(m, &round_start, &delay);
+      SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Cannot reach %s (%s); trying %s%s", m->labels[failed],
+             why, m->labels[m->current], in_s(wait));
+      pause_s(m, wait);
       continue;
     }
     if (atomic_load(&m->stopping))
       break;
     atomic_store(&m->was_up, 0);
-    rc = mosquitto_loop_forever(m->mosq, 1000, 1);
+    since = now_s();
+    do
+      rc = mosquitto_loop(m->mosq, 1000, 1);
+    while (rc == MOSQ_ERR_SUCCESS);
     sb_server_set_upstream(m->b, 0);
-    /* The backoff starts again only after a connection that worked (a TLS
-     * or credentials failure happens after the TCP connect). */
-    if (atomic_load(&m->was_up))
+    sb_server_set_broker(m->b, NULL);
+    if (atomic_load(&m->stopping))
+      break;
+    /* A connection that worked for a while: a new round starts at the next
+     * broker at once, with the backoff from its start. */
+    lost = m->current;
+    if (atomic_load(&m->was_up) && now_s() - since >= STABLE_S) {
       delay = BACKOFF_MIN_S;
-    if (rc != MOSQ_ERR_SUCCESS && !atomic_load(&m->stopping)) {
-      SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Connection to %s:%d ended (%s); retrying in %d s",
-             m->cfg->mqtt_host, m->cfg->mqtt_port, mosquitto_strerror(rc), delay);
-      pause_s(m, delay);
-      delay = delay * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay * 2;
+      m->current = (m->current + 1) % m->nhosts;
+      round_start = m->current;
+      wait = 0;
+    } else {
+      /* A short one (refused, a TLS failure, dropped at once) counts as a
+       * failed attempt: the round and its backoff go on. */
+      wait = next_broker(m, &round_start, &delay);
     }
+    SB_LOG(m->log, SB_LOG_WARNING, "[MQTT] Lost the broker at %s (%s); trying %s%s",
+           m->labels[lost], reason(rc), m->labels[m->current], in_s(wait));
+    pause_s(m, wait);
   }
   atomic_store(&m->done, 1);
   return NULL;
@@ -375,8 +490,8 @@ void sb_mqtt_stop(struct sb_mqtt *m)
        i++)
     nanosleep(&slice, NULL);
   atomic_store(&m->stopping, 1);
-  /* Ends loop_forever; repeated in case the thread was between connecting
-   * and entering the loop. */
+  /* Ends the loop (run) once the DISCONNECT is written; repeated in case
+   * the thread was between connecting and entering the loop. */
   while (!atomic_load(&m->done)) {
     mosquitto_disconnect(m->mosq);
     nanosleep(&slice, NULL);
@@ -384,8 +499,8 @@ void sb_mqtt_stop(struct sb_mqtt *m)
   pthread_join(m->thread, NULL);
   m->started = 0;
   sb_server_set_upstream(m->b, 0);
-  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Disconnected from %s:%d", m->cfg->mqtt_host,
-         m->cfg->mqtt_port);
+  sb_server_set_broker(m->b, NULL);
+  SB_LOG(m->log, SB_LOG_NOTICE, "[MQTT] Disconnected from %s", m->labels[m->current]);
 }
 
 void sb_mqtt_free(struct sb_mqtt *m)
@@ -395,5 +510,7 @@ void sb_mqtt_free(struct sb_mqtt *m)
   sb_mqtt_stop(m);
   mosquitto_destroy(m->mosq);
   mosquitto_lib_cleanup();
+  free(m->hosts);
+  free(m->labels);
   free(m);
 }

@@ -3,8 +3,13 @@
  * Subscribes <topic_prefix>/+/+ (or, in per_user mode, what the server asks)
  * at mqtt_qos on any MQTT broker in a persistent session, feeds every message
  * to the server, publishes for it (events of POST /api/publish at mqtt_qos,
- * retained presence records at QoS 1), reports whether the broker is up, and
- * reconnects with backoff (1 s doubling to 30 s) when the broker goes away.
+ * retained presence records at QoS 1), reports whether the broker is up and
+ * which one it is on, and reconnects when the broker goes away. mqtt_host is
+ * a list: the client connects to the first broker that answers and, when a
+ * connection is lost, goes on with the next ones in turn (at once after a
+ * connection that lasted, then 1 s doubling to 30 s after each round of the
+ * list that found none), always with the same client id, so that a cluster
+ * that keeps the persistent session hands it over.
  * The client runs on a thread of its own (libmosquitto's loop);
  * sb_server_ingest() is thread-safe, and libmosquitto's publish and
  * subscribe may be called from the server's loop thread (threaded mode).
@@ -19,7 +24,7 @@
 struct sb_mqtt;
 
 /* Returns a client for cfg feeding b, not yet connecting, or NULL with err
- * naming the option at fault. cfg, b and log are borrowed and must outlive
+ * naming the option at fault (a bad mqtt_host entry among them). cfg, b and log are borrowed and must outlive
  * the client; free it with sb_mqtt_free(). */
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
                             const struct sb_log *log, struct sb_err *err);

@@ -4,11 +4,25 @@
  * (MOSQ_EVT_MESSAGE) to sb_server_ingest(), and log lines that the server's
  * own thread writes wait for the broker's thread (MOSQ_EVT_TICK), since only
  * that thread may call broker functions. Everything else is the core, as in
- * the daemon. */
+ * the daemon.
+ *
+ * Two edges of Mosquitto 2.0 are closed here. With per_listener_settings
+ * true it never sends MOSQ_EVT_TICK (plugin__handle_tick leaves that case
+ * as a FIXME) and hands a plugin only the messages of its own listener's
+ * clients: the plugin reads the broker's configuration and refuses to
+ * start, and until the first tick it accepts no publish (503), so nothing
+ * is taken that could not be delivered. And the server's thread blocks the
+ * signals the broker handles, as the daemon's threads do, so that they
+ * reach the broker's thread. */
+#include <dirent.h>
+#include <ctype.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -46,6 +60,7 @@ struct plugin {
   pthread_mutex_t lock; /* guards what waits for the broker's thread */
   struct log_line *head, *tail;
   struct outgoing *out_head, *out_tail;
+  atomic_int ticking; /* the broker's thread has ticked: publishes get out */
 };
 
 static int broker_level(int level)
@@ -107,9 +122,12 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
 {
   struct plugin *p = ctx;
   size_t tlen = strlen(topic);
-  struct outgoing *o = malloc(sizeof(*o) + tlen + 1 + len);
+  struct outgoing *o;
 
-  if (!o)
+  /* only the tick delivers: before the first one, nothing is taken */
+  if (!atomic_load(&p->ticking))
+    return SB_ESTATE;
+  if (!(o = malloc(sizeof(*o) + tlen + 1 + len)))
     return SB_ENOMEM;
   if (flags & SB_PUBLISH_EVENT)
     sb_server_ingest(p->bridge, topic, payload, len);
@@ -165,11 +183,107 @@ static int on_message(int event, void *event_data, void *userdata)
 
 static int on_tick(int event, void *event_data, void *userdata)
 {
+  struct plugin *p = userdata;
+
   (void)event;
   (void)event_data;
-  flush_outgoing(userdata, 1);
-  flush_log(userdata);
+  if (!atomic_exchange(&p->ticking, 1))
+    sb_server_set_upstream(p->bridge, 1); /* presence is published again */
+  flush_outgoing(p, 1);
+  flush_log(p);
   return MOSQ_ERR_SUCCESS;
+}
+
+/* Reads one mosquitto.conf file for per_listener_settings into *on (the
+ * last line wins), and at depth 0 the files of include_dir (*.conf, in
+ * mosquitto's order: sorted without regard to case). */
+static void read_broker_conf(const char *path, int depth, int *on)
+{
+  char line[1024], *key, *value, *end;
+  FILE *f = fopen(path, "re");
+
+  if (!f)
+    return;
+  while (fgets(line, sizeof(line), f)) {
+    for (key = line; isspace((unsigned char)*key); key++)
+      ;
+    if (!*key || *key == '#')
+      continue;
+    for (value = key; *value && !isspace((unsigned char)*value); value++)
+      ;
+    if (*value)
+      *value++ = '\0';
+    while (isspace((unsigned char)*value))
+      value++;
+    for (end = value + strlen(value); end > value && isspace((unsigned char)end[-1]); end--)
+      ;
+    *end = '\0';
+    if (strcmp(key, "per_listener_settings") == 0) {
+      *on = strcmp(value, "true") == 0;
+    } else if (strcmp(key, "include_dir") == 0 && depth == 0) {
+      struct dirent **names = NULL;
+      int n = scandir(value, &names, NULL, NULL);
+      char file[4096];
+
+      for (int i = 1; i < n; i++) /* insertion sort, strcasecmp, as mosquitto */
+        for (int j = i; j > 0 && strcasecmp(names[j - 1]->d_name, names[j]->d_name) > 0; j--) {
+          struct dirent *t = names[j];
+          names[j] = names[j - 1];
+          names[j - 1] = t;
+        }
+      for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]->d_name);
+        if (len > 5 && strcmp(names[i]->d_name + len - 5, ".conf") == 0 &&
+            snprintf(file, sizeof(file), "%s/%s", value, names[i]->d_name) < (int)sizeof(file))
+          read_broker_conf(file, 1, on);
+        free(names[i]);
+      }
+      free(names);
+    }
+  }
+  fclose(f);
+}
+
+/* Returns 1 if the broker runs with per_listener_settings true, which the
+ * plugin API does not tell: the configuration file of its command line (-c
+ * or --config-file, in /proc/self/cmdline) says so. 0 if it does not, or
+ * cannot be read (the first tick then still guards the publishes). */
+static int per_listener_settings(void)
+{
+  char args[16384];
+  size_t n;
+  int on = 0;
+  FILE *f = fopen("/proc/self/cmdline", "re");
+
+  if (!f)
+    return 0;
+  n = fread(args, 1, sizeof(args) - 1, f);
+  fclose(f);
+  args[n] = '\0';
+  for (const char *a = args; a < args + n; a += strlen(a) + 1)
+    if ((strcmp(a, "-c") == 0 || strcmp(a, "--config-file") == 0) && a + strlen(a) + 1 < args + n)
+      read_broker_conf(a + strlen(a) + 1, 0, &on);
+  return on;
+}
+
+/* Starts the server with the broker's signals blocked: its thread inherits
+ * the mask, so SIGINT, SIGTERM, SIGHUP (reload) and SIGUSR1/2 are left to
+ * the broker's thread. Returns like sb_server_start(). Broker's thread. */
+static int start_server(struct plugin *p, struct sb_err *err)
+{
+  sigset_t block, old;
+  int rc;
+
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGHUP);
+  sigaddset(&block, SIGUSR1);
+  sigaddset(&block, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  rc = sb_server_start(p->bridge, err);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
 }
 
 static void plugin_free(struct plugin *p)
@@ -219,13 +333,18 @@ SB_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
       goto fail;
   if (sb_config_finish(&p->cfg, &err))
     goto fail;
+  if (per_listener_settings()) {
+    sb_err_set(&err, "per_listener_settings true: Mosquitto 2.0 then sends plugins no tick, the "
+                     "only moment the plugin may publish (POST /api/publish, presence), and hands "
+                     "them only the messages of their own listener's clients; set it false");
+    goto fail;
+  }
   p->log.level = p->cfg.log_level;
   if (!(p->bridge = sb_server_new(&p->cfg, &p->log, &err)))
     goto fail;
   sb_server_set_mqtt(p->bridge, &(struct sb_mqtt_ops){publish, NULL, p});
-  if (sb_server_start(p->bridge, &err))
+  if (start_server(p, &err))
     goto fail;
-  sb_server_set_upstream(p->bridge, 1);
   if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
       mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, p)) {
     sb_err_set(&err, "cannot register the plugin's callbacks");

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config
       libmosquitto-dev mosquitto-dev mosquitto mosquitto-clients
-      libmicrohttpd-dev libjansson-dev libjwt-dev libssl-dev openssl
+      libmicrohttpd-dev libgnutls28-dev libjansson-dev libjwt-dev libssl-dev openssl
       libcmocka-dev python3 curl procps)
 # rabbitmq-server: test_fault_scale runs the daemon against a private
 # RabbitMQ node (its MQTT plugin) that the test starts and stops itself.

@@ -38,10 +38,14 @@ run_suite build
 echo "== ASan + UBSan build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-# the package test (label package: builds, installs and purges the .deb on
-# this machine), the JS package checks and the SvelteKit example (no C of
-# their own) run once, in the plain build
-ctest_args=(-LE package -E '^(js_|example_)')
+# Run once, in the plain build: the package test (label package: builds,
+# installs and purges the .deb on this machine); what has no C of its own
+# (the JS package checks, the SvelteKit example, the client libraries' unit
+# and install tests); and the broker-cluster suites (fault_scale,
+# fault_cluster: RabbitMQ nodes and bridged brokers, slow, and what they
+# prove is the brokers' interplay, which the sanitizers do not watch).
+ctest_args=(-LE package
+            -E '^(js_|example_|clients_(js|python)_(unit|install)$|integration_fault_(scale|cluster)_)')
 run_suite build-asan -DSB_SANITIZE=ON
 echo "== libFuzzer targets (clang), ${SB_FUZZ_SECONDS:-20} s each"
 CC=clang cmake -S "$root" -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON >/dev/null

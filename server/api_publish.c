@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "linger.h"
 #include "log.h"
 #include "publish.h"
 
@@ -20,6 +21,8 @@ struct upload {
   size_t len, cap;
   int refused; /* the body grew over the limit: why says so, buf stops */
   struct sb_publish_error why;
+  long long refused_ms; /* when (monotonic) */
+  size_t thrown;        /* bytes thrown away since */
 };
 
 static struct sb_event_rules rules_of(const struct sb__request *q)
@@ -40,12 +43,26 @@ void sb__publish_upload_free(void *upload)
   free(u);
 }
 
+/* Adds n bytes of the body to u. A body that grows over the limit (sent
+ * without Content-Length, or refused before) is read on and thrown away, so
+ * that the client reads the 413 after it, for SB__LINGER_MS and
+ * SB__LINGER_BYTES at most. Returns 0, SB_ELIMIT past those (the connection
+ * is then closed) or SB_ENOMEM. */
 static int upload_append(const struct sb__request *q, struct upload *u, const char *data, size_t n)
 {
   struct sb_event_rules rules = rules_of(q);
 
-  if (u->refused || sb_publish_check_size(&rules, u->len + n, &u->why)) {
+  if (!u->refused && sb_publish_check_size(&rules, u->len + n, &u->why)) {
     u->refused = 1;
+    u->refused_ms = sb_clock_mono_ms();
+  }
+  if (u->refused) {
+    u->thrown += n;
+    if (u->thrown > SB__LINGER_BYTES || sb_clock_mono_ms() - u->refused_ms > SB__LINGER_MS) {
+      SB_LOG(q->env->log, SB_LOG_DEBUG,
+             "[HTTP] A body over max_event_bytes goes on too long; closing its connection");
+      return SB_ELIMIT;
+    }
     return 0;
   }
   if (u->len + n + 1 > u->cap) {

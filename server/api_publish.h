@@ -17,8 +17,10 @@
 
 /* Serves one call of libmicrohttpd's request handler for POST /api/publish:
  * the first (headers only) authenticates and refuses a Content-Length over
- * the limit, the next ones read the body into an upload kept in *con_cls,
- * the last answers. Returns libmicrohttpd's result. */
+ * the limit (answered at once, *con_cls left NULL: the caller has the
+ * connection linger, linger.h), the next ones read the body into an upload
+ * kept in *con_cls (past the limit they throw it away, for a while), the
+ * last answers. Returns libmicrohttpd's result. */
 enum MHD_Result sb__serve_publish(const struct sb__request *q, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls);
 

@@ -62,13 +62,16 @@ enum MHD_Result sb__serve_stream(const struct sb__request *q, struct sb__handove
 enum MHD_Result sb__serve_health(const struct sb__request *q)
 {
   struct sb_metrics_gauges g;
-  char body[256];
+  char body[512];
   int up = atomic_load(&q->env->metrics->mqtt_connected);
+  const char *broker = atomic_load(&q->env->metrics->mqtt_broker);
 
   sb_hub_gauges(q->env->hub, &g);
   snprintf(body, sizeof(body),
-           "{\"status\":\"%s\",\"mqtt\":\"%s\",\"connections\":%zu,\"users\":%zu}\n",
-           up ? "ok" : "unavailable", up ? "connected" : "disconnected", g.connections, g.users);
+           "{\"status\":\"%s\",\"mqtt\":\"%s\",%s%s%s\"connections\":%zu,\"users\":%zu}\n",
+           up ? "ok" : "unavailable", up ? "connected" : "disconnected",
+           broker ? "\"broker\":\"" : "", broker ? broker : "", broker ? "\"," : "", g.connections,
+           g.users);
   return sb__answer(q, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
                     strlen(body), NULL, NULL);
 }

@@ -29,11 +29,12 @@
  * and, from every phase that libmicrohttpd holds (all but DETACHED and
  * ENDING), GONE when it frees the stream: it ended, or libmicrohttpd stopped.
  * The loop writes the stream in TAKEN, DETACHED and ENDING (it is then on the
- * direct list); the connection is suspended in PAUSED and TAKEN. */
+ * direct list); the connection is suspended in PAUSED and TAKEN. Over HTTPS
+ * (keep) a stream moves only between SERVED and PAUSED before GONE. */
 enum phase {
   PHASE_NEW,      /* libmicrohttpd sends the headers; it has not asked for the body */
   PHASE_SERVED,   /* libmicrohttpd writes the body: the first chunk, or all of it
-                     when the socket is not watched */
+                     when the socket is not watched or over HTTPS */
   PHASE_PAUSED,   /* libmicrohttpd's, suspended until the hub has something */
   PHASE_TAKEN,    /* the loop writes to libmicrohttpd's socket, the connection
                      suspended (no descriptor to spare for a duplicate) */
@@ -80,6 +81,7 @@ struct sb__handover {
   int epfd;
   struct watch *watches;
   size_t nwatches;
+  int keep;              /* HTTPS: libmicrohttpd writes every stream */
   struct sb_list direct; /* streams the loop writes (struct stream.link) */
   struct sb_list dirty;  /* of those, the ones to write now (struct stream.dirty) */
 };
@@ -314,7 +316,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
   (void)pos;
   if (state == SB_CONN_CUT)
     return MHD_CONTENT_READER_END_WITH_ERROR;
-  if (s->phase == PHASE_SERVED && state == SB_CONN_OPEN && s->fd >= 0) {
+  if (s->phase == PHASE_SERVED && state == SB_CONN_OPEN && s->fd >= 0 && !s->ho->keep) {
     /* the first chunk is out: the loop takes the socket over */
     if (detach(s) == 0)
       return MHD_CONTENT_READER_END_WITH_ERROR; /* libmicrohttpd lets go; the stream goes on */
@@ -348,7 +350,8 @@ static void stream_free(void *cls)
 
 /* ---- the keeper ----------------------------------------------------------- */
 
-struct sb__handover *sb__handover_new(struct sb_hub *hub, const struct sb_log *log, int epfd)
+struct sb__handover *sb__handover_new(struct sb_hub *hub, const struct sb_log *log, int epfd,
+                                      int keep)
 {
   struct sb__handover *ho = calloc(1, sizeof(*ho));
 
@@ -357,6 +360,7 @@ struct sb__handover *sb__handover_new(struct sb_hub *hub, const struct sb_log *l
   ho->hub = hub;
   ho->log = log;
   ho->epfd = epfd;
+  ho->keep = keep;
   sb_list_init(&ho->direct);
   sb_list_init(&ho->dirty);
   return ho;

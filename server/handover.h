@@ -12,6 +12,11 @@
  * more only to end it. Without a watched socket a stream stays with
  * libmicrohttpd, which is resumed whenever the hub has something for it.
  *
+ * Over HTTPS every stream stays with libmicrohttpd that way: it holds the
+ * TLS session, so the loop cannot write to the socket. Its socket is still
+ * watched for a hang-up; a stream cut off (a slow reader) has its socket
+ * shut down, which libmicrohttpd sees at its next write.
+ *
  * The loop's epoll watches each stream's socket for a hang-up (EPOLLRDHUP),
  * which libmicrohttpd does not see while a stream is suspended, with the fd
  * as the event's data. Everything here runs on the server's loop thread,
@@ -30,8 +35,10 @@ struct sb__handover;
 
 /* Returns the streams' keeper for hub (borrowed, must outlive it), logging
  * through log (borrowed) and watching sockets on the epoll epfd, or NULL when
- * out of memory. Loop thread. */
-struct sb__handover *sb__handover_new(struct sb_hub *hub, const struct sb_log *log, int epfd);
+ * out of memory. keep (HTTPS): every stream stays with libmicrohttpd, which
+ * writes it. Loop thread. */
+struct sb__handover *sb__handover_new(struct sb_hub *hub, const struct sb_log *log, int epfd,
+                                      int keep);
 
 /* Registers with the hub a stream of user's device (Last-Event-ID last, or
  * NULL) for the request mc, and returns in *r the response that carries it,

@@ -28,6 +28,16 @@ const char *sb__request_value(const struct sb__request *q, enum MHD_ValueKind ki
   return v;
 }
 
+int sb__request_has_body(const struct sb__request *q)
+{
+  const char *n = MHD_lookup_connection_value(q->mc, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+  if (MHD_lookup_connection_value(q->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+    return 1;
+  return n && strspn(n, "0") != strlen(n);
+}
+
 char *sb__request_user(const struct sb__request *q, enum MHD_Result *answered)
 {
   struct sb_auth_request req = {

@@ -29,6 +29,10 @@ struct sb__request {
 const char *sb__request_value(const struct sb__request *q, enum MHD_ValueKind kind,
                               const char *key);
 
+/* Returns 1 when the request announces a body (a Content-Length other than
+ * 0, or a Transfer-Encoding), else 0. Loop thread. */
+int sb__request_has_body(const struct sb__request *q);
+
 /* Finds the user of the request from its credentials (header, cookie, query).
  * Returns the user, a heap string the caller frees, or NULL after queueing
  * the 401 answer, whose result goes to *answered. Loop thread. */

@@ -22,15 +22,18 @@
 #include "metrics.h"
 #include "presence.h"
 #include "sse.h"
+#include "tls.h"
 #include "topic.h"
 
 /* The longest the loop sleeps between two runs of libmicrohttpd. */
 #define HTTP_POLL_MS 500
 /* How long a clean stop waits for streams to flush their last bytes. */
 #define STOP_GRACE_MS 2000
-/* Users without connections whose replay buffer is kept (least recently
- * published-to are dropped first). */
-#define MAX_IDLE_USERS 10000
+/* Under memory pressure, the events each connected user keeps (its newest)
+ * while older events of others can go: see sb_hub_opts.max_memory. */
+#define REPLAY_FLOOR 16
+/* The least time between two log lines about events refused for memory. */
+#define REFUSAL_LOG_MS 10000
 /* subscribe_mode per_user: how long a user's subscription outlives its last
  * connection, so that a reload or a reconnect misses nothing. */
 #define INTEREST_LINGER_MS 60000
@@ -44,6 +47,7 @@
 /* An event on its way from the intake thread to the loop thread. */
 struct pending {
   struct sb_list link; /* on sb_server.pending */
+  size_t cost;         /* its bytes under max_memory, frame included */
   struct sb_frame *frame;
   int publisher_id; /* the id came with the event: drop it if already held */
   char user[];
@@ -53,6 +57,8 @@ struct pending {
 struct reload {
   struct sb_config *cfg; /* the new settings; gets the old strings back */
   struct sb_auth *auth;  /* likewise */
+  struct sb__tls *tls;   /* http_tls_cert and http_tls_key read again, or NULL;
+                            the HTTP side takes it */
   int done;
 };
 
@@ -81,7 +87,21 @@ struct sb_server {
   pthread_cond_t reloaded;
   struct sb_list pending;   /* struct pending, oldest first */
   struct reload *reload;
+
+  atomic_llong refusal_logged;       /* monotonic ms of the last refusal line; 0: none */
+  atomic_ullong refusals_unlogged;   /* events refused for memory since that line */
 };
+
+/* The part of max_memory kept for the intake queue: the hub evicts down to
+ * the rest, so that a burst of events finds room while the loop catches up.
+ * An eighth of the budget, and at least two of the largest events (the
+ * configuration keeps that under half of it). */
+static size_t intake_reserve(const struct sb_config *cfg)
+{
+  size_t budget = (size_t)cfg->max_memory, two = 2 * ((size_t)cfg->max_event_bytes + 1024);
+  size_t r = budget / 8 > two ? budget / 8 : two;
+  return r < budget / 2 ? r : budget / 2;
+}
 
 static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
 {
@@ -92,7 +112,9 @@ static void hub_opts(const struct sb_config *cfg, struct sb_hub_opts *ho)
   ho->heartbeat_ms = cfg->heartbeat_interval * 1000;
   ho->retry_ms = cfg->retry_ms;
   ho->max_queue_bytes = (size_t)cfg->max_queue_bytes;
-  ho->max_idle_users = MAX_IDLE_USERS;
+  ho->max_idle_users = SIZE_MAX; /* idle users are bounded by their bytes */
+  ho->max_memory = (size_t)cfg->max_memory - intake_reserve(cfg);
+  ho->replay_floor = REPLAY_FLOOR;
 }
 
 /* ---- the hub's callbacks (loop thread) ------------------------------------ */
@@ -151,45 +173,80 @@ static void announce(struct sb_server *b)
 
 /* ---- the replay journal --------------------------------------------------- */
 
-static char *dup_n(const char *s, size_t n)
-{
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
+/* Records refused on reading back that are named one by one in the log; the
+ * rest are only counted. */
+#define JOURNAL_REFUSALS_LOGGED 5
 
+struct readback {
+  struct sb_server *b;
+  size_t refused;
+};
+
+/* Each record read back is checked as a live event is (sb_journal_event):
+ * a journal that was damaged or written by someone else cannot put on a
+ * stream anything that MQTT intake would not. */
 static void journal_event(void *ctx, const struct sb_journal_rec *r)
 {
-  struct sb_server *b = ctx;
-  char *user = dup_n(r->user, r->user_len), *id = dup_n(r->id, r->id_len);
-  char *src = r->source_len ? dup_n(r->source, r->source_len) : NULL;
-  char *tgt = r->target_len ? dup_n(r->target, r->target_len) : NULL;
+  struct readback *rb = ctx;
+  struct sb_server *b = rb->b;
+  struct sb_event ev;
+  struct sb_event_error why;
   struct sb_frame *f;
+  char user[64], shown[SB_LOG_SHORT_SIZE];
+  int rc;
 
-  if (user && id && (src || !r->source_len) && (tgt || !r->target_len) &&
-      !((r->flags & SB_JOURNAL_PUBLISHER_ID) && sb_hub_has_event(b->hub, user, id)) &&
-      (f = sb_frame_event(id, src, tgt, r->json, r->json_len)))
-    sb_hub_publish(b->hub, user, f);
-  free(user);
-  free(id);
-  free(src);
-  free(tgt);
+  rc = sb_journal_event(r, b->cfg.topic_prefix, (size_t)b->cfg.max_event_bytes, &ev, &why);
+  if (rc) {
+    atomic_fetch_add(&b->metrics.journal_refused, 1);
+    if (++rb->refused <= JOURNAL_REFUSALS_LOGGED) {
+      snprintf(user, sizeof(user), "%.*s", (int)(r->user_len < 63 ? r->user_len : 63), r->user);
+      SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] Replay journal: refused a record of user %s: %s",
+             sb_log_short(user, shown), rc == SB_EINVAL ? why.text : sb_strerror(rc));
+    }
+    return;
+  }
+  if (!((r->flags & SB_JOURNAL_PUBLISHER_ID) && sb_hub_has_event(b->hub, ev.user, ev.id)) &&
+      (f = sb_frame_event(ev.id, ev.source, ev.target, ev.json, ev.json_len)))
+    sb_hub_publish(b->hub, ev.user, f);
+  sb_event_clear(&ev);
 }
 
 static int open_journal(struct sb_server *b, struct sb_err *err)
 {
-  size_t n, bad;
+  struct readback rb = {b, 0};
+  struct sb_journal_stats st;
+  const char *dir = b->cfg.replay_dir;
 
-  if (!*b->cfg.replay_dir)
+  if (!*dir)
     return 0;
-  if (sb_journal_open(b->cfg.replay_dir, JOURNAL_ROTATE_BYTES, &b->journal, err))
+  if (sb_journal_open(dir, JOURNAL_ROTATE_BYTES, &b->journal, err) ||
+      sb_journal_replay(b->journal, journal_event, &rb, &st, err))
     return SB_EIO;
-  n = sb_journal_replay(b->journal, journal_event, b, &bad);
-  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Replay journal %s: %zu event%s read back%s",
-         b->cfg.replay_dir, n, n == 1 ? "" : "s", bad ? " (a damaged end was cut off)" : "");
+  for (int i = 0; i < 2; i++)
+    if (st.aside[i])
+      SB_LOG(&b->log, SB_LOG_WARNING,
+             "[SSE] Replay journal %s: %s is not a journal of this version (an earlier version's, "
+             "or not a journal): moved aside to %s" SB_JOURNAL_ASIDE ", its events not read back",
+             dir, i ? SB_JOURNAL_FILE : SB_JOURNAL_OLD, i ? SB_JOURNAL_FILE : SB_JOURNAL_OLD);
+  if (st.damaged) {
+    atomic_fetch_add(&b->metrics.journal_damaged, st.damaged);
+    SB_LOG(&b->log, SB_LOG_WARNING,
+           "[SSE] Replay journal %s: damaged: %zu record%s lost, %zu byte%s skipped; the records "
+           "around %s were read back%s",
+           dir, st.damaged, st.damaged == 1 ? "" : "s", st.damaged_bytes,
+           st.damaged_bytes == 1 ? "" : "s", st.damaged == 1 ? "it" : "them",
+           st.cut_bytes > st.torn_bytes ? " (damage at the end was cut off)" : "");
+  }
+  if (st.torn_bytes)
+    SB_LOG(&b->log, SB_LOG_NOTICE,
+           "[SSE] Replay journal %s: the last record was cut short (%zu bytes of a write not "
+           "finished) and was cut off", dir, st.torn_bytes);
+  if (rb.refused)
+    SB_LOG(&b->log, SB_LOG_WARNING,
+           "[SSE] Replay journal %s: %zu record%s refused (not %s)", dir, rb.refused,
+           rb.refused == 1 ? "" : "s", rb.refused == 1 ? "a valid event" : "valid events");
+  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Replay journal %s: %zu event%s read back", dir,
+         st.records - rb.refused, st.records - rb.refused == 1 ? "" : "s");
   return 0;
 }
 
@@ -233,6 +290,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
   ho.cb_ctx = b;
   snprintf(origin, sizeof(origin), "%lld-0", b->boot_ms);
   ho.origin_id = origin;
+  atomic_store(&b->metrics.memory_budget, (unsigned long long)cfg->max_memory);
   if (!(b->hub = sb_hub_new(&ho, &b->log, &b->metrics)) ||
       !(b->presence = sb_presence_new(cfg->presence_prefix, b->hub, now, &b->log, &b->metrics))) {
     sb_err_set(err, "out of memory");
@@ -295,9 +353,53 @@ void sb_server_set_upstream(struct sb_server *b, int connected)
   }
 }
 
+void sb_server_set_broker(struct sb_server *b, const char *broker)
+{
+  atomic_store(&b->metrics.mqtt_broker, broker);
+}
+
 void sb_server_set_subscriptions(struct sb_server *b, int n)
 {
   atomic_store(&b->metrics.mqtt_subscriptions, n);
+}
+
+/* Takes cost bytes for the intake queue if the budget has room for them
+ * beside what the hub holds. Returns 1 if taken, 0 if not. Any thread. */
+static int take_pending(struct sb_server *b, size_t cost)
+{
+  struct sb_metrics *m = &b->metrics;
+  unsigned long long budget = atomic_load(&m->memory_budget), held;
+  unsigned long long pending = atomic_load(&m->memory[SB_MEM_PENDING]);
+
+  do {
+    held = atomic_load(&m->memory[SB_MEM_REPLAY]) + atomic_load(&m->memory[SB_MEM_QUEUES]);
+    if (budget && held + pending + cost > budget)
+      return 0;
+  } while (!atomic_compare_exchange_weak(&m->memory[SB_MEM_PENDING], &pending, pending + cost));
+  return 1;
+}
+
+/* Counts an event refused for memory and logs it, one line per
+ * REFUSAL_LOG_MS at most (with the number refused meanwhile). Any thread. */
+static void refuse_for_memory(struct sb_server *b, const char *topic, size_t len)
+{
+  struct sb_metrics *m = &b->metrics;
+  long long now = sb_clock_mono_ms(), last = atomic_load(&b->refusal_logged);
+  unsigned long long n;
+  char shown[96];
+
+  atomic_fetch_add(&m->events_dropped[SB_DROP_MEMORY], 1);
+  atomic_fetch_add(&b->refusals_unlogged, 1);
+  if ((last && now - last < REFUSAL_LOG_MS) ||
+      !atomic_compare_exchange_strong(&b->refusal_logged, &last, now))
+    return;
+  n = atomic_exchange(&b->refusals_unlogged, 0);
+  SB_LOG(&b->log, SB_LOG_WARNING,
+         "[SSE] Memory budget reached: dropped %llu event%s (the latest on %s, %zu bytes); "
+         "max_memory %llu, held: replay %llu, queues %llu, pending %llu",
+         n, n == 1 ? "" : "s", sb_log_printable(topic, shown, sizeof(shown)), len,
+         atomic_load(&m->memory_budget), atomic_load(&m->memory[SB_MEM_REPLAY]),
+         atomic_load(&m->memory[SB_MEM_QUEUES]), atomic_load(&m->memory[SB_MEM_PENDING]));
 }
 
 void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len)
@@ -343,10 +445,16 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
   }
   memcpy(p->user, ev.user, ulen + 1);
   p->publisher_id = ev.id != NULL;
-  rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0,
-                                ev.user, id, ev.source, ev.target, ev.json,
-                                ulen, strlen(id), ev.source ? strlen(ev.source) : 0,
-                                ev.target ? strlen(ev.target) : 0, ev.json_len};
+  p->cost = sb_mem_cost(sizeof(*p) + ulen + 1) + p->frame->cost;
+  if (!take_pending(b, p->cost)) {
+    sb_frame_unref(p->frame);
+    free(p);
+    sb_event_clear(&ev);
+    refuse_for_memory(b, topic, len);
+    return;
+  }
+  rec = (struct sb_journal_rec){ev.id ? SB_JOURNAL_PUBLISHER_ID : 0, ev.user, ev.channel, id,
+                                ev.json, ulen, strlen(ev.channel), strlen(id), ev.json_len};
   atomic_fetch_add(&b->metrics.events_accepted, 1);
 
   /* The journal is written before this returns, and so before the broker
@@ -388,9 +496,10 @@ static void apply_reload(struct sb_server *b, struct reload *r)
   for (size_t i = 0; i < n; i++)
     if (opts[i].reload == SB_RELOAD_APPLY || (opts[i].reload == SB_RELOAD_HUB && hub_took))
       sb_config_swap(&b->cfg, r->cfg, &opts[i]);
+  atomic_store(&b->metrics.memory_budget, (unsigned long long)b->cfg.max_memory);
   b->log.level = b->cfg.log_level;
   if (b->http)
-    sb__http_reload(b->http); /* cors_origins is parsed once, there */
+    sb__http_reload(b->http, &r->tls); /* cors_origins is parsed once, there */
 }
 
 /* Moves every element of from, in order, to the list head to (which need not
@@ -426,6 +535,8 @@ static void drain(struct sb_server *b)
   sb_presence_clear_stale(b->presence);
   sb_list_foreach_safe(l, tmp, &queue) {
     struct pending *p = sb_list_entry(l, struct pending, link);
+    /* the hub counts the frame from here on */
+    atomic_fetch_sub(&b->metrics.memory[SB_MEM_PENDING], p->cost);
     if (p->publisher_id && sb_hub_has_event(b->hub, p->user, p->frame->id)) {
       atomic_fetch_add(&b->metrics.events_duplicate, 1);
       sb_frame_unref(p->frame);
@@ -457,6 +568,7 @@ static void free_pending(struct sb_server *b)
   sb_list_foreach_safe(l, tmp, &b->pending) {
     struct pending *p = sb_list_entry(l, struct pending, link);
     sb_list_remove(l);
+    atomic_fetch_sub(&b->metrics.memory[SB_MEM_PENDING], p->cost);
     sb_frame_unref(p->frame);
     free(p);
   }
@@ -565,8 +677,9 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
     return SB_EIO;
   }
   b->started = 1;
-  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Listening on http://%s%s%s:%d%s", 
-         strchr(b->cfg.http_bind, ':') ? "[" : "", b->cfg.http_bind,
+  SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Listening on %s://%s%s%s:%d%s",
+         sb__http_tls(b->http) ? "https" : "http", strchr(b->cfg.http_bind, ':') ? "[" : "",
+         b->cfg.http_bind,
          strchr(b->cfg.http_bind, ':') ? "]" : "", sb__http_port(b->http), b->cfg.sse_path);
   if (atomic_load(&b->metrics.mqtt_connected)) {
     atomic_store(&b->republish, 1);
@@ -595,7 +708,8 @@ static void restart_only(struct sb_server *b, const struct sb_config *n)
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err)
 {
   struct sb_config copy;
-  struct reload r = {&copy, NULL, 0};
+  struct reload r = {&copy, NULL, NULL, 0};
+  int rc;
 
   if (sb_config_copy(&copy, cfg)) {
     sb_err_set(err, "out of memory");
@@ -604,6 +718,12 @@ int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb
   if (!(r.auth = sb_auth_new(&copy, err))) {
     sb_config_free(&copy);
     return SB_EINVAL;
+  }
+  /* the certificate files, read again even when their names stay (renewal) */
+  if (*copy.http_tls_cert && (rc = sb__tls_read(copy.http_tls_cert, copy.http_tls_key, &r.tls, err))) {
+    sb_auth_free(r.auth);
+    sb_config_free(&copy);
+    return rc;
   }
   restart_only(b, &copy);
   if (!b->started) {
@@ -619,6 +739,7 @@ int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb
     pthread_mutex_unlock(&b->lock);
   }
   sb_auth_free(r.auth);
+  sb__tls_unref(r.tls);
   sb_config_free(&copy);
   SB_LOG(&b->log, SB_LOG_NOTICE, "[SSE] Reloaded configuration");
   return 0;

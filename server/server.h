@@ -83,21 +83,32 @@ void sb_server_presence_seen(struct sb_server *b, const char *topic, const void 
 void sb_server_set_subscriptions(struct sb_server *b, int n);
 
 /* Applies what can change at run time from cfg (log_level, heartbeat_interval,
- * retry_ms, limits, max_queue_bytes, jwt options, cors_origins); logs each
- * option that differs and needs a restart. Returns 0, or SB_EINVAL/SB_EIO
- * with err naming the option (nothing is then changed). Not from the loop
+ * retry_ms, limits, max_queue_bytes, max_memory, jwt options, cors_origins, and the
+ * files of http_tls_cert and http_tls_key, read again: new handshakes show
+ * the new certificate); logs each option that differs and needs a restart.
+ * Returns 0, or SB_EINVAL/SB_EIO with err naming the option (nothing is then
+ * changed: a bad certificate pair leaves the running one). Not from the loop
  * thread; blocks until the loop has taken the new settings. */
 int sb_server_reload(struct sb_server *b, const struct sb_config *cfg, struct sb_err *err);
 
 /* Feeds one MQTT message. topic is NUL-terminated; payload (len bytes) is
- * borrowed for the call. A bad message is dropped, counted and logged; a
- * good one is queued for the loop. Thread-safe; never blocks on HTTP. */
+ * borrowed for the call. A bad message is dropped, counted and logged, and
+ * so is a good one that the memory budget has no room for (max_memory, less
+ * what the hub holds and what waits already: reason "memory", one log line
+ * per 10 s); any other is queued for the loop. Thread-safe; never blocks on
+ * HTTP. */
 void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len);
 
 /* Says whether the MQTT side is up (for /healthz and /metrics). Any thread.
  * Going up also makes the loop publish the instance's presence again and, in
  * per_user mode, subscribe every user it holds again. */
 void sb_server_set_upstream(struct sb_server *b, int connected);
+
+/* Names the broker the MQTT side is on, "host:port", for /healthz ("broker")
+ * and /metrics (mqtt_sse_bridge_mqtt_broker_info); NULL while on none.
+ * broker is borrowed: it must stay unchanged until it is replaced or the
+ * server is stopped. Any thread. */
+void sb_server_set_broker(struct sb_server *b, const char *broker);
 
 /* Returns the subscription the MQTT side needs: "<topic_prefix>/+/+" (in
  * per_user mode the loop asks for "<topic_prefix>/<user>/+" instead).

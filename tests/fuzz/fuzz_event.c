@@ -14,6 +14,11 @@
  *   has a payload; every field of the payload is kept as it was, only
  *   channel and timestamp are filled in; id, sourceDeviceId and
  *   targetDeviceId are safe SSE ids and the same values as in the json;
+ * - numbers are kept as written: the json is never longer than
+ *   sb_event_json_bound() (the payload and the fields added), and where
+ *   jansson would write every number as it was written (integers of 64 bits,
+ *   no -0, no reals) the json is exactly jansson's compact text of the
+ *   payload with channel and timestamp filled in;
  * - normalising is idempotent: the json, parsed again on the same topic,
  *   gives the same event;
  * - framed for the wire (sb_frame_event), the event is exactly one id line,
@@ -64,11 +69,11 @@ static int plausible_timestamp(const char *s, size_t len)
   return 1;
 }
 
-/* Checks that field key of obj holds the id the parser kept. */
+/* Checks that field key of obj holds the id the parser kept (obj decoded
+ * with numbers as reals: an integer id is kept as its digits). */
 static void check_id(json_t *obj, const char *key, const char *kept, int allow_int)
 {
   json_t *v = json_object_get(obj, key);
-  char buf[32];
 
   if (!kept) {
     FUZZ_CHECK(!v || json_is_null(v), "%s dropped but present in the json", key);
@@ -76,9 +81,10 @@ static void check_id(json_t *obj, const char *key, const char *kept, int allow_i
   }
   FUZZ_CHECK(sb_sse_valid_id(kept, strlen(kept), SB_EVENT_ID_MAX), "%s '%s' is not a safe id", key,
              kept);
-  if (allow_int && json_is_integer(v)) {
-    snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-    FUZZ_CHECK(strcmp(buf, kept) == 0, "%s: json %s, kept %s", key, buf, kept);
+  if (allow_int && json_is_number(v)) {
+    FUZZ_CHECK(strspn(kept, "0123456789") == strlen(kept), "%s: kept %s for a number", key, kept);
+    FUZZ_CHECK(strtod(kept, NULL) == json_number_value(v), "%s: json %g, kept %s", key,
+               json_number_value(v), kept);
     return;
   }
   FUZZ_CHECK(json_is_string(v), "%s kept but not a string in the json", key);
@@ -124,7 +130,11 @@ static void check_accepted(const struct sb_event_rules *rules, const char *topic
   FUZZ_CHECK(!memchr(ev->json, '\n', ev->json_len) && !memchr(ev->json, '\r', ev->json_len),
              "json is more than one line: %s", ev->json);
 
-  out = json_loadb(ev->json, ev->json_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+  FUZZ_CHECK(ev->json_len <= sb_event_json_bound(len, t.channel_len),
+             "json of %zu bytes from a payload of %zu: over the bound %zu", ev->json_len, len,
+             sb_event_json_bound(len, t.channel_len));
+  out = json_loadb(ev->json, ev->json_len,
+                   JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
   FUZZ_CHECK(json_is_object(out), "json does not re-parse to an object: %s", jerr.text);
 
   v = json_object_get(out, "channel");
@@ -132,7 +142,8 @@ static void check_accepted(const struct sb_event_rules *rules, const char *topic
                  memcmp(json_string_value(v), t.channel, t.channel_len) == 0,
              "json channel is not the topic's channel");
 
-  in = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+  in = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                  NULL);
   FUZZ_CHECK(json_is_object(in), "accepted a payload that is not a JSON object");
   had_timestamp = json_is_string(json_object_get(in, "timestamp"));
   check_kept(in, out);
@@ -155,6 +166,56 @@ static void check_accepted(const struct sb_event_rules *rules, const char *topic
   check_id(out, v && !json_is_null(v) ? "excludeDeviceId" : "sourceDeviceId", ev->source, 0);
   check_id(out, "targetDeviceId", ev->target, 0);
   json_decref(out);
+}
+
+static int has_real(json_t *v)
+{
+  const char *key;
+  json_t *x;
+  size_t i;
+
+  if (json_is_real(v))
+    return 1;
+  if (json_is_object(v)) {
+    json_object_foreach(v, key, x) {
+      if (has_real(x))
+        return 1;
+    }
+  }
+  if (json_is_array(v)) {
+    json_array_foreach(v, i, x) {
+      if (has_real(x))
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* Where jansson writes every number as it was written, the json is what
+ * jansson makes of the payload with channel and timestamp filled in (what
+ * the bridge sent before it kept the payload's text). */
+static void check_as_jansson(const char *topic, size_t topic_len, const char *payload, size_t len,
+                             const struct sb_event *ev)
+{
+  json_t *root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+  struct sb_topic t;
+  char *want;
+
+  if (!root || has_real(root) || memmem(payload, len, "-0", 2) ||
+      sb_topic_split(PREFIX, topic, topic_len, &t)) {
+    json_decref(root);
+    return;
+  }
+  if (!json_is_string(json_object_get(root, "channel")))
+    json_object_set_new(root, "channel", json_stringn(t.channel, t.channel_len));
+  if (!json_is_string(json_object_get(root, "timestamp")))
+    json_object_set_new(root, "timestamp", json_string(NOW_TEXT));
+  want = json_dumps(root, JSON_COMPACT);
+  if (want)
+    FUZZ_CHECK(strcmp(want, ev->json) == 0, "json differs from jansson's:\n  jansson: %s\n  event:   %s",
+               want, ev->json);
+  free(want);
+  json_decref(root);
 }
 
 static int same(const char *a, const char *b)
@@ -243,6 +304,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (rc == 0) {
     FUZZ_CHECK(why.reason == SB_DROP_NONE, "accepted with a drop reason");
     check_accepted(&rules, topic, topic_len, payload, len, &ev);
+    check_as_jansson(topic, topic_len, payload, len, &ev);
     check_idempotent(&rules, topic, topic_len, &ev);
     check_frame(&ev);
   } else {

@@ -2,7 +2,9 @@
  *
  * Input: six bytes of options (max_connections 1-8, max_connections_per_user
  * 1-4, replay_buffer 0-5, max_queue_bytes 64-2104, max_idle_users 0-3 or,
- * with the high bit, 100, heartbeat_ms 1-64), then operations, one byte each
+ * with the high bit, 100, heartbeat_ms 1-64 and with the two high bits of
+ * that byte max_memory: none, 2, 4 or 16 KiB, replay_floor 2), then
+ * operations, one byte each
  * (modulo 14) plus their arguments:
  * register (user, device, Last-Event-ID: none, empty, an id in the user's
  * buffer, an unknown one, a duplicated one), unregister, publish, broadcast,
@@ -28,6 +30,13 @@
  * - a connection only ever reads its own user's events (each event's data
  *   names its user);
  * - log lines are printable and single-line, whatever the ids;
+ * - the memory the hub counts is what its gauges say; once every connection
+ *   is gone no queue bytes are left; with max_memory, the model follows the
+ *   hub's evictions (sb_hub_replay_count) and checks them: only the oldest
+ *   events of a user go (the bytes replayed after would differ), a connected
+ *   user keeps its newest event, connected users lose events only when no
+ *   idle user holds any, and after a publish or a register the hub is
+ *   within max_memory unless nothing more could go;
  * - no leak, use after free or undefined behaviour, also when the hub is
  *   freed with connections still registered. */
 #include <jansson.h>
@@ -84,8 +93,9 @@ static struct {
   struct mconn conns[NSLOTS];
   struct muser users[NUSERS];
   int hb[NSLOTS], nhb; /* heartbeat order */
-  unsigned long long deliveries, replayed, heartbeats, opened, closed, slow;
+  unsigned long long deliveries, replayed, heartbeats, opened, closed, slow, evicted;
   unsigned long idle_seq;
+  unsigned long long evicted_connected;
   unsigned next_id;
   size_t retry_len;
 } S;
@@ -348,6 +358,54 @@ static int total_conns(void)
   return n;
 }
 
+/* ---- the memory budget ------------------------------------------------------ */
+
+static int holds_idle_events(void)
+{
+  for (int i = 0; i < NUSERS; i++)
+    if (S.users[i].exists && S.users[i].nconns == 0 && S.users[i].ring_count > 0)
+      return 1;
+  return 0;
+}
+
+/* After an operation that may evict (publish, register): the model drops
+ * the oldest events the hub evicted, and the order of eviction and the
+ * budget are checked. */
+static void model_evictions(void)
+{
+  unsigned long long connected = atomic_load(&S.m.evicted[SB_EVICTED_CONNECTED]);
+  unsigned long long total = connected + atomic_load(&S.m.evicted[SB_EVICTED_IDLE]);
+  size_t held = sb_hub_memory(S.hub, SB_MEM_REPLAY) + sb_hub_memory(S.hub, SB_MEM_QUEUES);
+  unsigned long long dropped = 0;
+
+  for (int i = 0; i < NUSERS; i++) {
+    struct muser *mu = &S.users[i];
+    size_t n = sb_hub_replay_count(S.hub, users[i]);
+    FUZZ_CHECK(n <= (size_t)mu->ring_count, "user %d has %zu events, the model %d", i, n,
+               mu->ring_count);
+    FUZZ_CHECK(!S.o.max_memory ? n == (size_t)mu->ring_count : 1, "an eviction without a budget");
+    FUZZ_CHECK(mu->nconns == 0 || mu->ring_count == 0 || n >= 1,
+               "connected user %d lost its newest event", i);
+    while ((size_t)mu->ring_count > n) {
+      sb_frame_unref(mu->ring[0]);
+      memmove(mu->ring, mu->ring + 1, (size_t)(mu->ring_count - 1) * sizeof(mu->ring[0]));
+      mu->ring_count--;
+      dropped++;
+    }
+    if (mu->exists && mu->nconns == 0 && mu->ring_count == 0)
+      user_drop(mu); /* an idle user goes with its last event */
+  }
+  FUZZ_CHECK(dropped == total - S.evicted, "%llu events gone, %llu counted as evicted", dropped,
+             total - S.evicted);
+  S.evicted = total;
+  if (connected > S.evicted_connected)
+    FUZZ_CHECK(!holds_idle_events(), "a connected user lost events while an idle one held some");
+  S.evicted_connected = connected;
+  if (S.o.max_memory && held > S.o.max_memory)
+    FUZZ_CHECK(!holds_idle_events(), "over max_memory (%zu of %zu) with idle events left", held,
+               S.o.max_memory);
+}
+
 /* ---- operations -------------------------------------------------------------- */
 
 /* One of the first four users, or with the high bit any of them. */
@@ -424,6 +482,7 @@ static void op_register(const uint8_t **data, size_t *size)
   }
   if (last && *last)
     model_replay(mc, last);
+  model_evictions();
 }
 
 static void op_unregister(uint8_t b)
@@ -499,6 +558,7 @@ static void op_publish(const uint8_t **data, size_t *size)
   got = sb_hub_publish(S.hub, users[u], f); /* steals our reference */
   TRACE("  queued to %zu\n", got);
   FUZZ_CHECK(got == n, "publish queued to %zu connections, expected %zu", got, n);
+  model_evictions();
 }
 
 static void op_broadcast(const uint8_t **data, size_t *size, int to_device)
@@ -691,6 +751,10 @@ static void check_state(void)
   SAME(connections_closed, closed);
   SAME(slow_disconnects, slow);
 #undef SAME
+  for (int k = 0; k < SB_MEM_KINDS; k++)
+    FUZZ_CHECK(atomic_load(&S.m.memory[k]) == sb_hub_memory(S.hub, k),
+               "memory gauge %d is %llu, the hub holds %zu", k,
+               (unsigned long long)atomic_load(&S.m.memory[k]), sb_hub_memory(S.hub, k));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -704,6 +768,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   S.o.max_queue_bytes = 64 + (size_t)data[3] * 8;
   S.o.max_idle_users = (data[4] & 0x80) ? NUSERS : data[4] % 4;
   S.o.heartbeat_ms = 1 + data[5] % 64;
+  S.o.max_memory = (size_t[]){0, 2048, 4096, 16384}[data[5] >> 6];
+  S.o.replay_floor = 2;
   S.o.retry_ms = 1000;
   S.o.resync = hub_resync;
   S.log = (struct sb_log){on_log, NULL, SB_LOG_DEBUG};
@@ -761,10 +827,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
 
   /* Half the time unregister everything first, else free with them open. */
-  if (S.now & 1)
+  if (S.now & 1) {
     for (int i = 0; i < NSLOTS; i++)
       if (S.conns[i].used)
         op_unregister((uint8_t)i);
+    FUZZ_CHECK(sb_hub_memory(S.hub, SB_MEM_QUEUES) == 0, "%zu queue bytes left with no connection",
+               sb_hub_memory(S.hub, SB_MEM_QUEUES));
+  }
   sb_hub_free(S.hub);
   for (int i = 0; i < NSLOTS; i++)
     expect_free(&S.conns[i].q);

@@ -19,14 +19,15 @@
  *   reason; a refusal gives SB_EAUTH, no user and a reason;
  * - a raw token is accepted only if its signature really is the configured
  *   key's over its first two parts (checked with OpenSSL) and its header
- *   names the configured algorithm: no forged or unsigned token passes;
+ *   names the configured algorithm and has no crit: no forged or unsigned
+ *   token passes, nor one that needs an extension (RFC 7515 4.1.11);
  * - a signed token is accepted exactly when its claims pass a reference
  *   check written from auth.h (exp and nbf with the leeway, aud, iss, the
  *   user claim a valid user id), with the claim's value as the user;
  * - a token is refused under any other configured algorithm: HS256 under
  *   RS256 or ES256 (also HS256 keyed with the RSA public key: key
  *   confusion), RS256/ES256 under HS256, alg none everywhere, HS384 under
- *   HS256;
+ *   HS256, and any token with crit in its header, signed with the right key;
  * - only the first credential present is judged: header, else a non-empty
  *   cookie, else a non-empty token, whatever the others hold;
  * - `auth none` accepts a userId exactly when it is a valid topic level. */
@@ -49,7 +50,7 @@
 #include "topic.h"
 
 #define NOW 1700000000
-#define SECRET "fuzz-secret-0123456789abcdef"
+#define SECRET "fuzz-secret-0123456789abcdef-0123"
 #define LEEWAY 30
 
 /* Test keys of this fuzzer only; they protect nothing. */
@@ -320,10 +321,12 @@ static void check_raw_accept(const struct conf *c, const char *token)
   FUZZ_CHECK(really != 0, "%s accepted a token with a wrong signature: %s", c->name, token);
   free(sig);
   if ((head = b64url(token, (size_t)(d1 - token), &hlen))) {
-    if ((h = json_loadb((const char *)head, hlen, 0, NULL)))
+    if ((h = json_loadb((const char *)head, hlen, 0, NULL))) {
       FUZZ_CHECK(json_is_string(json_object_get(h, "alg")) &&
                      strcmp(json_string_value(json_object_get(h, "alg")), jwt_alg_str(c->alg)) == 0,
                  "%s accepted a token whose header names another algorithm: %s", c->name, token);
+      FUZZ_CHECK(!json_object_get(h, "crit"), "%s accepted a token with crit: %s", c->name, token);
+    }
     json_decref(h);
     free(head);
   }
@@ -425,16 +428,25 @@ static void check_precedence(const struct conf *c, const char *s, const char *go
   done(alone);
 }
 
-static char *sign(jwt_alg_t alg, const unsigned char *key, int key_len, const char *claims)
+/* Signs claims with alg and key, with the header fields of the JSON object
+ * text headers added (NULL: none). */
+static char *sign_with(jwt_alg_t alg, const unsigned char *key, int key_len, const char *claims,
+                       const char *headers)
 {
   jwt_t *jwt = NULL;
   char *tok = NULL;
 
   if (jwt_new(&jwt) == 0 && jwt_add_grants_json(jwt, claims) == 0 &&
+      (!headers || jwt_add_headers_json(jwt, headers) == 0) &&
       jwt_set_alg(jwt, alg, alg == JWT_ALG_NONE ? NULL : key, alg == JWT_ALG_NONE ? 0 : key_len) == 0)
     tok = jwt_encode_str(jwt);
   jwt_free(jwt);
   return tok;
+}
+
+static char *sign(jwt_alg_t alg, const unsigned char *key, int key_len, const char *claims)
+{
+  return sign_with(alg, key, key_len, claims, NULL);
 }
 
 static struct result present(const struct conf *c, const char *tok, int where)
@@ -496,7 +508,7 @@ static void mode_claims(int i, const char *text, int where)
   }
 
   /* Tokens no configuration may accept. */
-  switch (where / 3 % 3) {
+  switch (where / 3 % 5) {
   case 0:
     tok = sign(JWT_ALG_NONE, NULL, 0, compact);
     expect_refused(c, tok, where, "alg none");
@@ -504,6 +516,14 @@ static void mode_claims(int i, const char *text, int where)
   case 1:
     tok = sign(JWT_ALG_HS384, (const unsigned char *)SECRET, (int)strlen(SECRET), compact);
     expect_refused(c, tok, where, "HS384 with the secret");
+    break;
+  case 2:
+    tok = sign_with(c->alg, c->sign_key, c->sign_len, compact, "{\"crit\":[\"exp\"]}");
+    expect_refused(c, tok, where, "crit naming a registered claim");
+    break;
+  case 3:
+    tok = sign_with(c->alg, c->sign_key, c->sign_len, compact, "{\"crit\":[\"b64\"],\"b64\":true}");
+    expect_refused(c, tok, where, "crit naming an extension");
     break;
   default:
     tok = sign(JWT_ALG_HS256, (const unsigned char *)confs[RS].pub_pem,

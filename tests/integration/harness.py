@@ -25,7 +25,9 @@ from this one:
   harness_mqtt    Broker, BrokerExited, MqttSubscriber, run_pub, publish_lines,
                   core_destination
   harness_bridge  the two forms: DaemonBridge, PluginBridge, make_bridge,
-                  only_forms, plugin_env, http_request, parse_metrics
+                  only_forms, plugin_env, http_request (HTTP or HTTPS),
+                  send_while_reading (a body sent while the answer is read),
+                  parse_metrics
   harness_sse     SSEClient, Event, Reactor, assert_quiet, open_stuck_stream,
                   pump, compact, is_compact_json
   harness_case    BridgeTestCase, SANITIZER_REPORTS
@@ -45,8 +47,9 @@ Environment:
 """
 
 from harness_bridge import (DAEMON_ONLY_OPTIONS, BridgeHttp, DaemonBridge, HttpResponse,
-                            PluginBridge, default_opts, http_request, make_bridge, only_forms,
-                            parse_metrics, plugin_env)
+                            PluginBridge, answer_complete, default_opts, http_request,
+                            make_bridge, only_forms, parse_metrics, plugin_env,
+                            send_while_reading)
 from harness_case import SANITIZER_REPORTS, BridgeTestCase
 from harness_env import (BRIDGE_BIN, FORM, HERE, LSAN_SUPPRESSIONS, MOSQUITTO, MOSQUITTO_PUB,
                          MOSQUITTO_SUB, PLUGIN_SO, PRELOAD, REPO, TIME_SCALE)
@@ -70,7 +73,8 @@ __all__ = [
     # harness_mqtt
     "Broker", "BrokerExited", "MqttSubscriber", "run_pub", "publish_lines", "core_destination",
     # harness_bridge
-    "HttpResponse", "http_request", "parse_metrics", "default_opts", "BridgeHttp",
+    "HttpResponse", "http_request", "answer_complete", "send_while_reading", "parse_metrics",
+    "default_opts", "BridgeHttp",
     "DaemonBridge", "DAEMON_ONLY_OPTIONS", "plugin_env", "PluginBridge", "make_bridge",
     "only_forms",
     # harness_sse

@@ -8,8 +8,11 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
+import ssl
 import subprocess
+import time
 import unittest
 
 from harness_env import BRIDGE_BIN, FORM, LSAN_SUPPRESSIONS, PLUGIN_SO, PRELOAD
@@ -32,9 +35,14 @@ class HttpResponse:
         return "<HTTP %d %r %r>" % (self.status, dict(self.headers.items()), self.body[:300])
 
 
-def http_request(port, method, path, headers=None, body=None, timeout=10):
-    """One HTTP request to 127.0.0.1:port on a fresh connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(timeout))
+def http_request(port, method, path, headers=None, body=None, timeout=10, context=None):
+    """One HTTP request to 127.0.0.1:port on a fresh connection; HTTPS with
+    the ssl.SSLContext context when given."""
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(timeout))
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=scaled(timeout),
+                                           context=context)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -42,6 +50,63 @@ def http_request(port, method, path, headers=None, body=None, timeout=10):
         return HttpResponse(r.status, r.headers, data)
     finally:
         conn.close()
+
+
+def answer_complete(reply):
+    """True once reply (bytes) holds a whole HTTP answer with Content-Length."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    return bool(sep) and m is not None and len(body) >= int(m.group(1))
+
+
+def send_while_reading(sock, head, pieces, timeout=30):
+    """Sends head and then each bytes of the iterable pieces on the connected
+    sock (plain or TLS), reading what comes back all the while, as a browser
+    does: an answer that comes before the body is all sent is read, not lost
+    to a reset, and the whole body is sent all the same. One thread (select),
+    so a TLS socket is never used by two. Sending stops at an error; reading
+    stops at the end of the first answer, the peer's close or an error;
+    both stop at the timeout. Returns (the bytes read, the send error or
+    None, the read error or None)."""
+    sock.setblocking(False)
+    out = bytearray(head)
+    pieces = iter(pieces)
+    reply = bytearray()
+    send_error = read_error = None
+    sending = reading = True
+    deadline = time.monotonic() + scaled(timeout)
+    while (sending or reading) and time.monotonic() < deadline:
+        if sending and not out:
+            piece = next(pieces, None)
+            if piece is None:
+                sending = False
+                continue
+            out += piece
+        readable, writable, _ = select.select([sock] if reading else [],
+                                              [sock] if sending else [], [], 0.1)
+        if reading and (readable or (isinstance(sock, ssl.SSLSocket) and sock.pending())):
+            try:
+                chunk = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                chunk = None
+            except OSError as e:
+                read_error = e
+                reading = False
+                chunk = None
+            if chunk == b"":
+                reading = False
+            elif chunk:
+                reply += chunk
+                reading = not answer_complete(reply)
+        if writable and out:
+            try:
+                del out[:sock.send(out[:262144])]
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            except OSError as e:
+                send_error = e
+                sending = False
+    return bytes(reply), send_error, read_error
 
 
 def parse_metrics(text):
@@ -67,10 +132,14 @@ def default_opts(opts):
 
 
 class BridgeHttp:
-    """The HTTP side of a bridge of either form, on self.port."""
+    """The HTTP side of a bridge of either form, on self.port; over HTTPS
+    when ssl_context (an ssl.SSLContext that trusts the bridge's certificate)
+    is set."""
+
+    ssl_context = None
 
     def request(self, method, path, headers=None, body=None, timeout=10):
-        return http_request(self.port, method, path, headers, body, timeout)
+        return http_request(self.port, method, path, headers, body, timeout, self.ssl_context)
 
     def healthz(self):
         return self.request("GET", "/healthz")
@@ -140,7 +209,7 @@ class DaemonBridge(BridgeHttp):
                 raise AssertionError("mqtt-sse-bridge exited with %s at start:\n%s" %
                                      (self.proc.returncode, self.logs()))
             try:
-                r = http_request(self.port, "GET", "/healthz", timeout=2)
+                r = self.request("GET", "/healthz", timeout=2)
             except OSError:
                 return False
             return r.status == 200 or (not wait_healthy and r.status == 503)
@@ -308,7 +377,7 @@ class PluginBridge(BridgeHttp):
                                      (self.broker.proc and self.broker.proc.returncode,
                                       self.logs()))
             try:
-                r = http_request(self.port, "GET", "/healthz", timeout=2)
+                r = self.request("GET", "/healthz", timeout=2)
             except OSError:
                 return False
             return r.status == 200 or (not wait_healthy and r.status == 503)

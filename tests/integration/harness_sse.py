@@ -8,6 +8,7 @@ import json
 import re
 import selectors
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -158,10 +159,12 @@ class SSEClient:
     decodes chunked transfer encoding and the SSE format, and keeps the exact
     bytes received (wire) and the decoded body (body). All state is guarded
     by the reactor's condition; read it through the wait_* and snapshot
-    methods from the test thread."""
+    methods from the test thread. wrap, when given, takes the connected
+    socket and returns the one to use (HTTPS: an ssl.SSLSocket whose
+    handshake is done)."""
 
     def __init__(self, reactor, port, path, params=None, headers=None, query=None,
-                 method="GET", name=None):
+                 method="GET", name=None, wrap=None):
         self.reactor = reactor
         self.name = name or (params or {}).get("deviceId", "client")
         self.wire = bytearray()
@@ -202,6 +205,8 @@ class SSEClient:
             lines.append("%s: %s" % (k, v))
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+        if wrap is not None:
+            self.sock = wrap(self.sock)
         self.sock.sendall(request)
         self.sock.setblocking(False)
         self.connected_at = time.monotonic()
@@ -211,17 +216,24 @@ class SSEClient:
     # ---- reactor thread ----
 
     def _on_readable(self):
+        # TLS: what the TLS layer has decrypted already is not in the socket
+        # for the selector to see: read it too
+        while self._read_once() and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            pass
+
+    def _read_once(self):
+        """Reads what the socket has; returns True while it may hold more."""
         try:
             data = self.sock.recv(65536)
-        except BlockingIOError:
-            return
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
         except ConnectionResetError:
             with self.reactor.cond:
                 self.reset = True
                 self.eof = True
                 self.reactor.cond.notify_all()
             self._close_now()
-            return
+            return False
         with self.reactor.cond:
             if not data:
                 self.eof = True
@@ -233,6 +245,7 @@ class SSEClient:
             self.reactor.cond.notify_all()
         if not data:
             self._close_now()
+        return bool(data)
 
     def _close_now(self):
         if self._closed:

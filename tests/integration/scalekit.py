@@ -8,6 +8,10 @@ instance, more than one broker, and brokers other than mosquitto.
                   bridge (connection / address / topic ... both)
   RabbitNode      a private RabbitMQ node with the rabbitmq_mqtt plugin, on
                   free ports, with every file in the test's workdir
+  RabbitCluster   RabbitNodes sharing one cookie and one private epmd,
+                  joined into one cluster with rabbitmqctl (stop_app,
+                  join_cluster, start_app); kill() ends a node's Erlang VM
+                  with SIGKILL by its pid
 """
 
 import os
@@ -73,22 +77,28 @@ class RabbitNode:
     would switch to the rabbitmq user and its fixed directories)."""
 
     SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
     @classmethod
     def available(cls):
         return os.access(cls.SERVER, os.X_OK)
 
-    def __init__(self, workdir):
-        self.dir = os.path.join(workdir, "rabbitmq")
-        self.home = os.path.join(self.dir, "home")
+    def __init__(self, workdir, label="rabbitmq", home=None, epmd_port=None, extra_conf=()):
+        """label names the node's directory under workdir; a cluster's
+        nodes share home (the Erlang cookie) and epmd_port, and extra_conf
+        lines are added to rabbitmq.conf."""
+        self.dir = os.path.join(workdir, label)
+        self.home = home or os.path.join(self.dir, "home")
         for d in (self.dir, self.home):
             os.makedirs(d, exist_ok=True)
-        self.name = "sbtest%d%s" % (os.getpid(), uuid.uuid4().hex[:6])
+        self.name = "sb%d%s" % (os.getpid(), uuid.uuid4().hex[:6])
         self.node = "%s@localhost" % self.name
         self.amqp_port = free_port()
         self.mqtt_port = free_port()
         self.dist_port = free_port()
-        self.epmd_port = free_port()
+        self.epmd_port = epmd_port or free_port()
+        self.own_epmd = epmd_port is None  # stop() ends it
+        self.extra_conf = list(extra_conf)
         self.port = self.mqtt_port  # what DaemonBridge connects to
         self.log_path = os.path.join(self.dir, "console.log")
         self.proc = None
@@ -109,7 +119,7 @@ class RabbitNode:
                 "log.file = false",
                 # a small test machine: no disk alarm for a full-ish /tmp
                 "disk_free_limit.absolute = 1MB",
-            ]) + "\n")
+            ] + self.extra_conf) + "\n")
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[rabbitmq_mqtt].\n")
         with open(os.path.join(self.dir, "advanced.config"), "w") as f:
@@ -136,15 +146,16 @@ class RabbitNode:
             "RABBITMQ_PID_FILE": os.path.join(self.dir, "rabbitmq.pid"),
             "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.dir, "plugins-expand"),
             "RABBITMQ_FEATURE_FLAGS_FILE": os.path.join(self.dir, "feature_flags"),
+            # the distribution listener and epmd on loopback only
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
         })
         for k in ("ERL_LIBS", "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
             env.pop(k, None)
         return env
 
-    def start(self, timeout=60):
-        """Starts the node and waits (up to scaled(timeout)) until its MQTT
-        listener accepts connections and its plugin is up (the log says
-        so). Raises AssertionError with the log if it ends or times out."""
+    def spawn(self):
+        """Starts the node's process without waiting for it (see wait_up)."""
         assert self.proc is None
         self._write_files()
         self._log = open(self.log_path, "ab")
@@ -153,18 +164,61 @@ class RabbitNode:
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
+    def wait_up(self, timeout=60, times=1):
+        """Waits (up to scaled(timeout)) until the MQTT listener accepts
+        connections and the log has said "Server startup complete" times
+        times (a node that joined a cluster starts its app again). Raises
+        AssertionError with the log if the node ends or times out."""
         def up():
             if self.proc.poll() is not None:
-                raise AssertionError("rabbitmq-server exited with %s at start:\n%s" %
-                                     (self.proc.returncode, self.logs(limit=200)))
-            return listening(self.mqtt_port) and "Server startup complete" in self.logs()
+                raise AssertionError("rabbitmq-server %s exited with %s:\n%s" %
+                                     (self.node, self.proc.returncode, self.logs(limit=200)))
+            return (self.logs().count("Server startup complete") >= times and
+                    listening(self.mqtt_port))
         try:
-            wait_until(up, timeout, interval=0.2, what="RabbitMQ's MQTT listener on %d" %
-                       self.mqtt_port)
+            wait_until(up, timeout, interval=0.2, what="RabbitMQ's MQTT listener on %d (%s)" %
+                       (self.mqtt_port, self.node))
         except AssertionError as e:
             raise AssertionError("%s\n%s" % (e, self.logs(limit=200)))
         self.boot_seconds = time.monotonic() - self.started_at
         return self
+
+    def start(self, timeout=60):
+        """Starts the node and waits (up to scaled(timeout)) until its MQTT
+        listener accepts connections and its plugin is up (the log says
+        so). Raises AssertionError with the log if it ends or times out."""
+        self.spawn()
+        return self.wait_up(timeout)
+
+    def ctl(self, *args, timeout=60):
+        """Runs rabbitmqctl -n <this node> args; returns its output. Raises
+        AssertionError if it fails or takes longer than scaled(timeout)."""
+        cmd = [self.CTL, "-n", self.node] + list(args)
+        try:
+            r = subprocess.run(cmd, env=self.env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=scaled(timeout))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s took over %ss" % (" ".join(cmd), scaled(timeout)))
+        out = r.stdout.decode("utf-8", "replace")
+        if r.returncode != 0:
+            raise AssertionError("%s failed (%d):\n%s" % (" ".join(cmd), r.returncode, out))
+        return out
+
+    @property
+    def beam_pid(self):
+        """The pid of the node's Erlang VM (the node writes it to its pid
+        file once it runs): rabbitmq-server is a shell script around it."""
+        with open(os.path.join(self.dir, "rabbitmq.pid")) as f:
+            return int(f.read().strip())
+
+    def kill(self):
+        """Ends the node's Erlang VM at once with SIGKILL, by its pid, as a
+        crash would (no clean stop, every socket closed by the kernel).
+        Returns the time.monotonic() of the kill."""
+        pid = self.beam_pid
+        os.kill(pid, signal.SIGKILL)
+        return time.monotonic()
 
     def stop(self, timeout=30):
         """Stops the node (SIGTERM: rabbitmq-server stops the VM cleanly),
@@ -178,7 +232,8 @@ class RabbitNode:
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        self._stop_epmd()
+        if self.own_epmd:
+            self._stop_epmd()
         if self._log:
             self._log.close()
             self._log = None
@@ -201,3 +256,190 @@ class RabbitNode:
 
     def publish_lines(self, topic, payloads, qos=1):
         publish_lines(self.mqtt_port, topic, payloads, qos)
+
+
+class RabbitCluster:
+    """n RabbitNodes on loopback (labels rabbit1..rabbitN under workdir)
+    that share one Erlang cookie (one HOME) and one private epmd port, each
+    with its own node name, AMQP, distribution and MQTT ports and data
+    directory, joined into one cluster the documented way: every node after
+    the first runs rabbitmqctl stop_app, join_cluster <first>, start_app.
+    conf lines go into every node's rabbitmq.conf."""
+
+    def __init__(self, workdir, n=3, conf=()):
+        self.home = os.path.join(workdir, "rabbit-home")
+        os.makedirs(self.home, exist_ok=True)
+        # the cookie every node and rabbitmqctl read (HOME/.erlang.cookie)
+        cookie = os.path.join(self.home, ".erlang.cookie")
+        with open(cookie, "w") as f:
+            f.write(uuid.uuid4().hex.upper())
+        os.chmod(cookie, 0o400)
+        self.epmd_port = free_port()
+        self.nodes = [RabbitNode(workdir, "rabbit%d" % (i + 1), home=self.home,
+                                 epmd_port=self.epmd_port, extra_conf=conf)
+                      for i in range(n)]
+
+    def start(self, timeout=90):
+        """Boots the nodes side by side, then joins each to the first.
+        Returns the seconds it took. Each step is bounded (scaled(timeout)
+        for the boot, a minute for each rabbitmqctl call)."""
+        started = time.monotonic()
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_up(timeout)
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.node)
+            node.ctl("start_app")
+            node.wait_up(timeout, times=2)
+        status = first.ctl("cluster_status", "--formatter", "json")
+        for node in self.nodes:
+            assert node.node in status, "%s is not in the cluster:\n%s" % (node.node, status)
+        self.boot_seconds = time.monotonic() - started
+        return self.boot_seconds
+
+    def stop(self):
+        """Stops every node (SIGTERM by pid, then SIGKILL of what is left of
+        its process group), then the shared epmd. Idempotent."""
+        for node in self.nodes:
+            node.stop()
+        if self.nodes:
+            self.nodes[0]._stop_epmd()
+
+    def logs(self, limit=None):
+        return "\n".join("---- %s (%s) ----\n%s" % (os.path.basename(n.dir), n.node,
+                                                     n.logs(limit)) for n in self.nodes)
+
+
+class SeqPublisher:
+    """A backend that publishes a numbered sequence at QoS 1 (MQTT 3.1.1 on
+    a plain socket, clean session), one message at a time: message k+1
+    goes out only once message k is acknowledged (PUBACK), so what the
+    broker takes is in order. A PUBACK that does not come within
+    ack_timeout, or a lost connection, makes it connect again and send the
+    same message again (DUP set): nothing is left unacknowledged, and a
+    message may reach subscribers twice (the bridge drops a repeated id).
+    run() is meant for a thread; acked[k] is the time.monotonic() of the
+    k-th acknowledgement and sent[k] that of its first sending, resends
+    counts the messages sent again."""
+
+    def __init__(self, port, messages, interval=0.02, ack_timeout=10, client_id=None):
+        self.port = port
+        self.messages = list(messages)  # (topic, payload bytes or str)
+        self.interval = interval
+        self.ack_timeout = ack_timeout
+        self.client_id = client_id or "sb-seq-%s" % uuid.uuid4().hex[:8]
+        self.acked = []
+        self.sent = []
+        self.resends = 0
+        self.reconnects = 0
+        self.error = None
+        self.stop_flag = False
+        self.sock = None
+        self.pid = 0
+
+    @staticmethod
+    def _varint(n):
+        out = bytearray()
+        while True:
+            b = n % 128
+            n //= 128
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    @staticmethod
+    def _str(s):
+        b = s.encode("utf-8") if isinstance(s, str) else s
+        return len(b).to_bytes(2, "big") + b
+
+    def _packet(self, first, body):
+        return bytes([first]) + self._varint(len(body)) + body
+
+    def _read_packet(self, deadline):
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no answer from the broker")
+                self.sock.settimeout(left)
+                chunk = self.sock.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("the broker closed the connection")
+                buf += chunk
+            return buf
+        first = read(1)[0]
+        n, shift = 0, 0
+        while True:
+            b = read(1)[0]
+            n += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        return first, read(n) if n else b""
+
+    def _connect(self):
+        import socket
+        if self.sock:
+            self.sock.close()
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.ack_timeout)
+        body = self._str("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + \
+            self._str(self.client_id)
+        self.sock.sendall(self._packet(0x10, body))
+        first, rest = self._read_packet(time.monotonic() + self.ack_timeout)
+        if first != 0x20 or len(rest) != 2 or rest[1] != 0:
+            raise ConnectionError("CONNACK %#x %r" % (first, rest))
+
+    def run(self):
+        try:
+            self._run()
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            if self.sock:
+                self.sock.close()
+
+    def _run(self):
+        deadline_total = time.monotonic() + scaled(120)
+        self._connect()
+        next_at = time.monotonic()
+        for k, (topic, payload) in enumerate(self.messages):
+            if self.stop_flag:
+                return
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at = time.monotonic() + self.interval
+            self.pid = self.pid % 65535 + 1
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+            dup = 0
+            self.sent.append(time.monotonic())
+            while True:
+                if time.monotonic() > deadline_total:
+                    raise AssertionError("message %d not acknowledged in time" % k)
+                try:
+                    body = self._str(topic) + self.pid.to_bytes(2, "big") + data
+                    self.sock.sendall(self._packet(0x32 | dup, body))
+                    ack_deadline = time.monotonic() + self.ack_timeout
+                    while True:
+                        first, rest = self._read_packet(ack_deadline)
+                        if first >> 4 == 4 and rest[:2] == self.pid.to_bytes(2, "big"):
+                            break
+                    break
+                except (OSError, TimeoutError, ConnectionError):
+                    # again, on a new connection, until it is acknowledged
+                    self.resends += 1
+                    dup = 0x08
+                    while True:
+                        try:
+                            self.reconnects += 1
+                            self._connect()
+                            break
+                        except (OSError, TimeoutError, ConnectionError):
+                            if time.monotonic() > deadline_total:
+                                raise
+                            time.sleep(0.2)
+            self.acked.append(time.monotonic())

@@ -68,6 +68,27 @@ class JwtAuth(BridgeTestCase):
             self.assert_401(self.bridge.request("GET", "/api/sse?deviceId=a1",
                                                 headers={"Authorization": "Basic QTpB"}))
 
+    def test_a_crit_header_is_refused(self):
+        """RFC 7515 4.1.11: a token whose header lists critical extensions
+        that the recipient does not understand is invalid. The bridge
+        understands none: crit in any form gets 401, on every endpoint that
+        takes a token; other unknown header fields do not matter."""
+        now = int(time.time())
+        claims = {"sub": "A", "iat": now, "exp": now + 3600}
+        for crit in ({"crit": ["exp"]}, {"crit": ["b64"], "b64": False},
+                     {"crit": ["urn:example:ext"], "urn:example:ext": 1}, {"crit": []}):
+            tok = make_jwt(SECRET, claims, header=crit)
+            with self.subTest(crit):
+                for path in ("/api/sse?deviceId=a1", "/api/presence"):
+                    r = self.bridge.request("GET", path, headers={"Authorization": "Bearer " + tok})
+                    self.assert_401(r)
+                    self.assertIn(b"crit", r.body)
+                c = self.sse(None, None, wait=False, query="deviceId=a1&token=" + tok)
+                self.assertEqual(c.wait_status(), 401)
+        tok = make_jwt(SECRET, claims, header={"kid": "key-1", "x-note": [1, 2]})
+        c = self.sse("a1", None, headers={"Authorization": "Bearer " + tok})
+        self.assertEqual(c.status, 200)
+
     def test_token_via_header_query_and_cookie(self):
         tok_a, tok_b = token("A"), token("B")
         bearer = self.sse("a1", None, headers={"Authorization": "Bearer " + tok_a},

@@ -14,6 +14,8 @@ import unittest
 
 from harness import BridgeTestCase, assert_quiet, make_jwt, only_forms
 
+HS_SECRET = "auth-keys-hs256-secret-0123456789abcdef"
+ISO_SECRET = "isolation-secret-0123456789abcdef"
 KEYS = None
 
 
@@ -132,10 +134,10 @@ class PublicKeys(BridgeTestCase):
         self.assertEqual(self.status(sign("RS256", key("rsa.key"), claims())), 401)
 
     def test_hs256_only_when_a_secret_is_set(self):
-        self.start_bridge(jwt_secret="s3cret")
-        self.assertEqual(self.status(make_jwt("s3cret", claims())), 200)
+        self.start_bridge(jwt_secret=HS_SECRET)
+        self.assertEqual(self.status(make_jwt(HS_SECRET, claims())), 200)
         self.assertEqual(self.status(sign("RS256", key("rsa.key"), claims())), 401)
-        self.assertEqual(self.status(make_jwt("s3cret", claims(), header={"alg": "HS512"})), 401)
+        self.assertEqual(self.status(make_jwt(HS_SECRET, claims(), header={"alg": "HS512"})), 401)
 
     def test_bad_public_key_file_stops_the_start(self):
         b = self.new_bridge(jwt_public_key_file=key("rsa.key.missing"))
@@ -148,8 +150,8 @@ class UserIsolation(BridgeTestCase):
     """A holds a valid token for A and tries everything to see B's events."""
 
     def test_a_never_sees_b_whatever_a_sends(self):
-        self.start_bridge(jwt_secret="iso")
-        ta, tb = make_jwt("iso", claims("A")), make_jwt("iso", claims("B"))
+        self.start_bridge(jwt_secret=ISO_SECRET)
+        ta, tb = make_jwt(ISO_SECRET, claims("A")), make_jwt(ISO_SECRET, claims("B"))
         b1 = self.sse(params={"deviceId": "b1"}, headers={"Authorization": "Bearer " + tb}, name="B/b1")
         self.publish("B", "timer", payload={"m": "b-old"})
         b_id = b1.wait_events(1)[0].id

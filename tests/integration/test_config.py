@@ -25,6 +25,16 @@ BAD_OPTIONS = [
     ("topic_prefix", {"topic_prefix": "sync/#"}),
     ("topic_prefix", {"topic_prefix": ""}),
     ("sse_path", {"sse_path": "api/sse"}),
+    # issue 15: sse_path must not shadow another endpoint or a static file
+    ("sse_path", {"sse_path": "/healthz"}),
+    ("sse_path", {"sse_path": "/metrics"}),
+    ("sse_path", {"sse_path": "/api/publish"}),
+    ("sse_path", {"sse_path": "/api/presence"}),
+    ("sse_path", {"sse_path": "/"}),
+    ("sse_path", {"sse_path": "/index.html"}),
+    ("sse_path", {"sse_path": "/sse-client.js"}),
+    # issue 15: an HS256 secret has at least 32 bytes
+    ("jwt_secret", {"jwt_secret": "0123456789abcdef0123456789abcde"}),
     ("http_bind", {"http_bind": "not-an-address"}),
     ("log_level", {"log_level": "loud"}),
     ("mqtt_qos", {"mqtt_qos": "3"}),
@@ -62,6 +72,27 @@ class BadConfiguration(BridgeTestCase):
         self.assert_refused("jwt_secret_file",
                             jwt_secret_file=os.path.join(self.workdir, "no-such-file"))
 
+    def test_short_secrets_name_their_option(self):
+        out = self.assert_refused("jwt_secret", jwt_secret="changeme")
+        self.assertIn("at least 32 bytes", out)
+        path = os.path.join(self.workdir, "short.secret")
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        out = self.assert_refused("jwt_secret_file", jwt_secret_file=path)
+        self.assertIn("at least 32 bytes", out)
+        # 32 bytes start
+        with open(path, "w") as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        self.start_bridge(jwt_secret_file=path)
+        self.assertEqual(self.bridge.healthz().status, 200)
+
+    def test_sse_path_collisions_name_the_endpoint(self):
+        for path, what in (("/healthz", "health check"), ("/metrics", "metrics"),
+                           ("/", "demo page"), ("/device.js", "static file")):
+            with self.subTest(path):
+                out = self.assert_refused("sse_path", sse_path=path)
+                self.assertIn(what, out)
+
     def test_http_port_in_use(self):
         busy = socket.socket()
         self.addCleanup(busy.close)
@@ -93,6 +124,23 @@ class BadConfiguration(BridgeTestCase):
 
 
 @only_forms("daemon")
+class QuietLogLevels(BridgeTestCase):
+
+    @only_forms("daemon")
+    def test_the_daemon_keeps_serving_at_every_log_level(self):
+        """Below log_level notice nothing may be skipped but log lines: the
+        daemon once ended right after its start at warning and error."""
+        for level in ("warning", "error"):
+            b = self.start_bridge(log_level=level)
+            c = self.sse("a1", "A")
+            time.sleep(scaled(0.5))
+            self.assertTrue(b.running, "the daemon ended at log_level %s" % level)
+            self.publish("A", "timer", payload={"m": level})
+            self.assert_markers(c, [level])
+            c.close()
+            b.stop()
+
+
 class ConfigFile(BridgeTestCase):
 
     def test_file_options_and_flags_that_override_them(self):

@@ -5,13 +5,14 @@ its memory comes back to where it was."""
 
 import os
 import socket
+import threading
 import time
 import unittest
 
 from harness import (BridgeTestCase, http_request, make_jwt, raise_nofile_limit, rss_kib,
-                     wait_until)
+                     scaled, send_while_reading, wait_until)
 
-SECRET = "hostile-test-secret"
+SECRET = "hostile-test-secret-0123456789abcdef"
 
 
 def raw_exchange(port, data, timeout=5):
@@ -120,6 +121,74 @@ class Hostile(BridgeTestCase):
         self.assertEqual(status_of(raw_exchange(self.bridge.port, req)), 405)
         self.normal_client_is_served("after-bodies")
         self.assert_memory_back()
+
+    def test_bodies_too_large_get_their_answer(self):
+        """2 MB and 20 MB bodies, with and without Content-Length, sent by a
+        client that reads while it sends (as a browser does): it reads the
+        413, not a reset. The bridge throws the bytes away as they come (its
+        memory stays where it was) and serves another client meanwhile."""
+        self.settle_memory()
+        peak = [self.rss_before]
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                peak[0] = max(peak[0], rss_kib(self.bridge.pid))
+                time.sleep(0.02)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            for size in (2 * 1000 * 1000, 20 * 1000 * 1000):
+                for chunked in (False, True):
+                    with self.subTest(size=size, chunked=chunked):
+                        self.check_body_too_large(size, chunked)
+        finally:
+            sampling.set()
+            sampler.join()
+        if not os.environ.get("SB_SANITIZED"):
+            self.assertLess(peak[0], self.rss_before + 8 * 1024,
+                            "the bridge's memory grew with the bodies")
+        self.assert_memory_back()
+
+    def check_body_too_large(self, size, chunked):
+        head = ("POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\n" % self.token).encode()
+        head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else (
+            b"Content-Length: %d\r\n\r\n" % size)
+        piece = 256 * 1024
+
+        def pieces():
+            # paced over about 0.6 s, so that another client comes meanwhile
+            pause = 0.6 / (size // piece + 1)
+            sent = 0
+            while sent < size:
+                n = min(piece, size - sent)
+                block = b" " * n
+                yield b"%x\r\n%s\r\n" % (n, block) if chunked else block
+                sent += n
+                time.sleep(pause)
+            if chunked:
+                yield b"0\r\n\r\n"
+        box = {}
+
+        def big():
+            s = socket.create_connection(("127.0.0.1", self.bridge.port), timeout=10)
+            try:
+                box["result"] = send_while_reading(s, head, pieces())
+            finally:
+                s.close()
+        t = threading.Thread(target=big)
+        t.start()
+        try:
+            self.normal_client_is_served("beside-%d-%s" % (size, chunked))
+            self.assertEqual(http_request(self.bridge.port, "GET", "/healthz").status, 200)
+        finally:
+            t.join(scaled(30))
+        reply, send_error, read_error = box["result"]
+        self.assertIsNone(read_error, "the client read %r, not the answer" % read_error)
+        self.assertIsNone(send_error, "the bridge did not take the whole body: %r" % send_error)
+        self.assertEqual(status_of(reply), 413, reply[:300])
+        self.assertIn(b'"error":"too_large"', reply)
 
     def test_slow_senders_do_not_stall_others(self):
         raise_nofile_limit(4096)

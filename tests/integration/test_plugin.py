@@ -5,7 +5,12 @@ MQTT subscribers still get every message, byte for byte (the plugin never
 eats or alters broker traffic); topics outside <prefix>/+/+ pass by; a
 publish that the broker's ACL denies never reaches SSE; POST /api/publish
 reaches SSE and MQTT subscribers; the broker stops cleanly with the streams
-open. (The suites of both forms also run against the plugin;
+open. Mosquitto 2.0's edges (issue 16): with per_listener_settings true it
+sends plugins no tick, so the plugin refuses that configuration (in the
+main file or an include_dir file) rather than take publishes it could not
+deliver; with it false an HTTP publish reaches an MQTT subscriber within a
+second; the plugin's thread blocks the signals the broker handles. (The
+suites of both forms also run against the plugin;
 test_resilience.Stopping signals the broker with a few streams open.)"""
 
 import json
@@ -15,9 +20,9 @@ import socket
 import time
 import unittest
 
-from harness import (DAEMON_ONLY_OPTIONS, SANITIZER_REPORTS, BridgeTestCase, MqttSubscriber,
-                     SSEClient, assert_quiet, compact, make_jwt, only_forms, raise_nofile_limit,
-                     scaled, wait_until)
+from harness import (DAEMON_ONLY_OPTIONS, SANITIZER_REPORTS, Broker, BridgeTestCase,
+                     MqttSubscriber, PluginBridge, SSEClient, assert_quiet, compact, make_jwt,
+                     only_forms, raise_nofile_limit, scaled, wait_until)
 from test_config import BAD_OPTIONS
 
 SECRET = "plugin-test-secret-0123456789abcdef"
@@ -85,6 +90,13 @@ class Loading(BridgeTestCase):
 
     def test_jwt_secret_file_missing(self):
         self.assert_refused("jwt_secret_file", jwt_secret_file=self.workdir + "/no-such-file")
+
+    def test_short_secret_file(self):
+        path = self.workdir + "/short.secret"
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        line = self.assert_refused("jwt_secret_file", jwt_secret_file=path)
+        self.assertIn("at least 32 bytes", line)
 
     def test_any_origin_with_jwt(self):
         self.assert_refused("cors_origins", auth="jwt", jwt_secret=SECRET, cors_origins="*")
@@ -340,6 +352,108 @@ class BrokerTraffic(BridgeTestCase):
         self.assertEqual(b.metrics()["mqtt_sse_bridge_events_received_total"] -
                          before["mqtt_sse_bridge_events_received_total"], 2)
         self.assertEqual(b1.snapshot(), [])
+
+
+
+class FirstLinesBroker(Broker):
+    """A Broker whose config starts with first lines (per_listener_settings
+    must come before any security setting), or, with include_dir, holds
+    only "include_dir <dir>" and writes everything into <dir>/50-test.conf."""
+
+    def __init__(self, workdir, first, include_dir=False):
+        os.makedirs(workdir, exist_ok=True)
+        super().__init__(workdir)
+        self.first = list(first)
+        self.include_dir = include_dir
+
+    def write_conf(self):
+        super().write_conf()
+        with open(self.conf_path) as f:
+            body = "\n".join(self.first) + "\n" + f.read()
+        if self.include_dir:
+            d = os.path.join(self.workdir, "conf.d")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "50-test.conf"), "w") as f:
+                f.write(body)
+            body = "include_dir %s\n" % d
+        with open(self.conf_path, "w") as f:
+            f.write(body)
+
+
+SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGUSR1": 10, "SIGUSR2": 12, "SIGTERM": 15}
+
+
+def blocked_signals(pid, tid):
+    """The names of SIGNALS that thread tid of pid blocks (SigBlk)."""
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        mask = int([l for l in f if l.startswith("SigBlk:")][0].split()[1], 16)
+    return sorted(name for name, n in SIGNALS.items() if mask & (1 << (n - 1)))
+
+
+@only_forms("plugin")
+class MosquittoEdges(BridgeTestCase):
+    """Mosquitto 2.0.11's plugin edges (issue 16)."""
+
+    def plugin_in(self, broker):
+        b = PluginBridge(broker, broker.workdir, jwt_secret=SECRET)
+        self.bridges.append(b)
+        self.addCleanup(broker.stop)
+        self.addCleanup(lambda: self._saved_logs.append(("that mosquitto's log", broker.logs())))
+        return b
+
+    def test_per_listener_settings_true_is_refused_at_start(self):
+        for where in ("main file", "include_dir"):
+            with self.subTest(where):
+                broker = FirstLinesBroker(os.path.join(self.workdir, where.replace(" ", "_")),
+                                          ["per_listener_settings true"],
+                                          include_dir=where == "include_dir")
+                b = self.plugin_in(broker)
+                started = time.monotonic()
+                rc, out = b.start_expect_failure(timeout=5)
+                self.assertGreater(rc, 0, out)
+                self.assertLess(time.monotonic() - started, scaled(3), out)
+                lines = [l for l in out.splitlines() if "mosquitto_sse: " in l]
+                self.assertEqual(len(lines), 1, out)
+                self.assertIn("mosquitto_sse: per_listener_settings true: ", lines[0])
+                self.assertIn("set it false", lines[0])
+                self.assertNotIn("Opening ipv4 listen socket", out, "it half-started")
+
+    def test_per_listener_settings_false_http_publish_reaches_mqtt_within_a_second(self):
+        broker = FirstLinesBroker(os.path.join(self.workdir, "pls-false"),
+                                  ["per_listener_settings false"])
+        b = self.plugin_in(broker)
+        b.start()
+        sub = MqttSubscriber(broker, ["sync/#"], 1)
+        self.addCleanup(sub.close)
+        auth = {"Authorization": "Bearer " + token("A"), "Content-Type": "application/json"}
+        sent = time.monotonic()
+        r = b.request("POST", "/api/publish", headers=auth, body=json.dumps(
+            {"channel": "timer", "type": "started", "payload": {"m": "http"},
+             "deviceId": "a1"}).encode())
+        self.assertEqual(r.status, 202, r)
+        got = sub.messages(timeout=5)
+        took = time.monotonic() - sent
+        self.assertEqual([t for t, _ in got], ["sync/A/timer"])
+        self.assertLess(took, scaled(1), "the HTTP publish took %.2f s to reach MQTT" % took)
+
+    def test_the_plugins_threads_block_the_brokers_signals(self):
+        b = self.start_bridge()
+        pid = b.pid
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+        others = [t for t in tids if t != pid]
+        self.assertTrue(others, "the plugin runs no thread of its own?")
+        # (mosquitto's own thread blocks them too, except while it waits in
+        # epoll_wait: so a thread that does not block them takes them all)
+        for tid in others:
+            self.assertEqual(blocked_signals(pid, tid), sorted(SIGNALS),
+                             "thread %d of mosquitto (the plugin's) takes signals" % tid)
+        # and the broker still takes them: SIGHUP reloads, SIGTERM stops it
+        offset = self.broker.log_size()
+        b.send_signal(signal.SIGHUP)
+        wait_until(lambda: "Reloading config" in self.broker.logs_since(offset), 5,
+                   what="mosquitto to reload on SIGHUP")
+        self.assertEqual(b.healthz().status, 200)
+        self.assertEqual(b.stop(), 0)
 
 
 if __name__ == "__main__":

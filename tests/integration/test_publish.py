@@ -8,7 +8,7 @@ import unittest
 
 from harness import BridgeTestCase, assert_quiet, make_jwt
 
-SECRET = "publish-secret"
+SECRET = "publish-secret-0123456789abcdef0123"
 
 
 def token(sub, **extra):

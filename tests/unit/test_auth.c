@@ -23,7 +23,7 @@
 #include "config.h"
 #include "err.h"
 
-#define SECRET "test-secret-0123456789"
+#define SECRET "test-secret-0123456789-0123456789"
 #define NOW ((time_t)1764067952)
 
 /* ---- keys ----------------------------------------------------------------- */
@@ -142,6 +142,22 @@ static char *token_with(jwt_alg_t alg, const void *key, int key_len, const char 
   assert_int_equal(jwt_new(&jwt), 0);
   assert_int_equal(jwt_add_grants_json(jwt, claims), 0);
   assert_int_equal(jwt_set_alg(jwt, alg, key, key_len), 0);
+  tok = jwt_encode_str(jwt);
+  assert_non_null(tok);
+  jwt_free(jwt);
+  return tok;
+}
+
+/* The same with header fields added (a JSON object text). */
+static char *token_with_headers(const char *headers, const char *claims)
+{
+  jwt_t *jwt = NULL;
+  char *tok;
+
+  assert_int_equal(jwt_new(&jwt), 0);
+  assert_int_equal(jwt_add_grants_json(jwt, claims), 0);
+  assert_int_equal(jwt_add_headers_json(jwt, headers), 0);
+  assert_int_equal(jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
   tok = jwt_encode_str(jwt);
   assert_non_null(tok);
   jwt_free(jwt);
@@ -396,6 +412,37 @@ static void test_alg_none_refused(void **state)
   assert_true(asprintf(&with_sig, "%sAAAA", tok) > 0);
   expect_header_refused(a, with_sig, NOW);
   free(with_sig);
+  free(tok);
+  sb_auth_free(a);
+}
+
+static void test_crit_header_refused(void **state)
+{
+  /* RFC 7515 4.1.11: the bridge understands no extension, so any crit
+   * (well-formed, empty, or not even a list) refuses the token */
+  static const char *const crit[] = {
+    "{\"crit\":[\"exp\"]}",
+    "{\"crit\":[\"b64\"],\"b64\":false}",
+    "{\"crit\":[\"http://example.com/ext\"],\"http://example.com/ext\":1}",
+    "{\"crit\":[]}",
+    "{\"crit\":\"b64\"}",
+    "{\"crit\":null}",
+  };
+  struct sb_auth *a = auth_with(NULL);
+  const char *reason;
+  char *tok;
+
+  (void)state;
+  for (size_t i = 0; i < sizeof(crit) / sizeof(crit[0]); i++) {
+    tok = token_with_headers(crit[i], "{\"sub\":\"u1\"}");
+    reason = expect_header_refused(a, tok, NOW);
+    if (!strstr(reason, "crit"))
+      fail_msg("%s: refused for %s", crit[i], reason);
+    free(tok);
+  }
+  /* other header fields the bridge does not know are not critical */
+  tok = token_with_headers("{\"kid\":\"key-1\",\"x-extra\":[1,2]}", "{\"sub\":\"u1\"}");
+  expect_header_user(a, tok, NOW, "u1");
   free(tok);
   sb_auth_free(a);
 }
@@ -686,6 +733,7 @@ int main(void)
     cmocka_unit_test(test_public_key_file_errors),
     cmocka_unit_test(test_exp_nbf),
     cmocka_unit_test(test_leeway),
+    cmocka_unit_test(test_crit_header_refused),
     cmocka_unit_test(test_audience),
     cmocka_unit_test(test_issuer),
     cmocka_unit_test(test_user_claim),

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static void assert_config_equal(const struct sb_config *a, const struct sb_confi
   if (a->field != b->field)                                                        \
     fail_msg(#field " differs: %ld vs %ld", (long)a->field, (long)b->field);
   S(http_bind) N(http_port) S(sse_path) S(web_root) S(cors_origins)
-  S(topic_prefix) N(heartbeat_interval) N(retry_ms) N(max_connections)
+  S(http_tls_cert) S(http_tls_key) S(topic_prefix) N(heartbeat_interval) N(retry_ms) N(max_connections)
   N(max_connections_per_user) N(max_event_bytes) N(max_queue_bytes) N(replay_buffer)
   S(presence_prefix) S(replay_dir) N(log_level)
   N(auth) S(jwt_secret) S(jwt_secret_file) S(jwt_public_key_file) S(jwt_audience)
@@ -88,6 +89,8 @@ static void test_defaults(void **state)
   assert_string_equal(c->sse_path, "/api/sse");
   assert_string_equal(c->web_root, "");
   assert_string_equal(c->cors_origins, "");
+  assert_string_equal(c->http_tls_cert, "");
+  assert_string_equal(c->http_tls_key, "");
   assert_string_equal(c->topic_prefix, "sync");
   assert_int_equal(c->heartbeat_interval, 25);
   assert_int_equal(c->retry_ms, 1000);
@@ -126,7 +129,7 @@ static void test_is_option(void **state)
     "max_connections", "max_connections_per_user", "max_event_bytes", "max_queue_bytes",
     "replay_buffer", "auth", "jwt_secret", "jwt_secret_file", "jwt_public_key_file",
     "jwt_audience", "jwt_issuer", "jwt_user_claim", "jwt_cookie", "jwt_leeway", "cors_origins",
-    "web_root", "presence_prefix", "replay_dir", "log_level",
+    "web_root", "presence_prefix", "replay_dir", "log_level", "http_tls_cert", "http_tls_key",
   };
   static const char *const daemon_only[] = {
     "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password", "mqtt_client_id", "mqtt_qos",
@@ -244,6 +247,15 @@ static void test_set_bad_values(void **state)
     {"sse_path", "/a?b=1"},
     {"sse_path", "/a#b"},
     {"sse_path", ""},
+    {"sse_path", "/"},
+    {"sse_path", "/healthz"},
+    {"sse_path", "/metrics"},
+    {"sse_path", "/api/publish"},
+    {"sse_path", "/api/presence"},
+    {"sse_path", "/index.html"},
+    {"sse_path", "/sse-client.js"},
+    {"sse_path", "/device.js"},
+    {"sse_path", "/events.json"},
     {"topic_prefix", ""},
     {"topic_prefix", "/sync"},
     {"topic_prefix", "sync/"},
@@ -280,6 +292,16 @@ static void test_set_bad_values(void **state)
     {"jwt_leeway", "-1"},
     {"jwt_leeway", "3601"},
     {"mqtt_host", ""},
+    {"mqtt_host", "a,,b"},
+    {"mqtt_host", "a,"},
+    {"mqtt_host", "::1"},
+    {"mqtt_host", "[::1"},
+    {"mqtt_host", "[::1]x"},
+    {"mqtt_host", "[nope]:1883"},
+    {"mqtt_host", "a:0"},
+    {"mqtt_host", "a:65536"},
+    {"mqtt_host", "a:x"},
+    {"mqtt_host", "a b"},
     {"mqtt_port", "0"},
     {"mqtt_port", "65536"},
     {"mqtt_qos", "3"},
@@ -519,14 +541,94 @@ static void test_finish_auth_none(void **state)
   assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
+/* 32 and 31 bytes */
+#define SECRET_32 "0123456789abcdef0123456789abcdef"
+#define SECRET_31 "0123456789abcdef0123456789abcde"
+
 static void test_finish_secret(void **state)
 {
   struct sb_config *c = *state;
   struct sb_err err;
 
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_32, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "k");
+  assert_string_equal(c->jwt_secret, SECRET_32);
+}
+
+static void test_finish_short_secret_refused(void **state)
+{
+  struct sb_config *c = *state;
+  struct sb_err err = {""};
+  char path[64];
+
+  /* an HS256 secret under 32 bytes, given inline or in a file, whatever auth */
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_31, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret:", 11) == 0);
+  assert_non_null(strstr(err.msg, "32"));
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret:", 11) == 0);
+
+  sb_config_free(c);
+  assert_int_equal(sb_config_init(c), 0);
+  temp_file(path, SECRET_31 "\n");
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_true(strncmp(err.msg, "jwt_secret_file:", 16) == 0);
+  unlink(path);
+}
+
+/* sse_path may not be a path the server answers otherwise: the message
+ * names sse_path and what it collides with */
+static void test_sse_path_collisions(void **state)
+{
+  static const char *const taken[] = {"/", "/healthz", "/metrics", "/api/publish",
+                                      "/api/presence", "/index.html", "/sse-client.js",
+                                      "/device.js", "/favicon.svg"};
+  struct sb_config *c = *state;
+  struct sb_err err = {""};
+
+  for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+    assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "sse_path", taken[i], &err), SB_EINVAL);
+    assert_true(strncmp(err.msg, "sse_path:", 9) == 0);
+    assert_non_null(strstr(err.msg, taken[i]));
+  }
+  assert_string_equal(c->sse_path, "/api/sse");
+  /* paths next to them, or with a dot below the top level, are free */
+  for (const char *const *p = (const char *const[]){"/healthz/", "/api/sse.v2", "/api/publish2",
+                                                     "/events", "/Healthz", NULL};
+       *p; p++)
+    assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "sse_path", *p, &err), 0);
+}
+
+/* Every file of web/ and the browser client that the server has built in is
+ * refused as sse_path: the rule above covers them without a list to keep. */
+static void test_sse_path_not_a_built_in_file(void **state)
+{
+  static const char *const dirs[] = {SB_TEST_DATA "/../../web",
+                                     SB_TEST_DATA "/../../clients/js/src/client"};
+  struct sb_config *c = *state;
+  struct sb_err err;
+  struct dirent *e;
+  char path[300];
+  int seen = 0;
+  DIR *d;
+
+  for (size_t i = 0; i < 2; i++) {
+    assert_non_null(d = opendir(dirs[i]));
+    while ((e = readdir(d)))
+      if (e->d_name[0] != '.' && (strstr(e->d_name, ".js") || strstr(e->d_name, ".html") ||
+                                  strstr(e->d_name, ".css") || strstr(e->d_name, ".svg"))) {
+        snprintf(path, sizeof(path), "/%s", e->d_name);
+        if (sb_config_set(c, SB_FORM_DAEMON, "sse_path", path, &err) != SB_EINVAL)
+          fail_msg("sse_path %s is accepted", path);
+        seen++;
+      }
+    closedir(d);
+  }
+  assert_true(seen >= 6);
 }
 
 static void test_finish_secret_file(void **state)
@@ -535,19 +637,19 @@ static void test_finish_secret_file(void **state)
   struct sb_err err;
   char path[64];
 
-  temp_file(path, "file-secret value\n");
+  temp_file(path, "file-secret value 0123456789abcdef\n");
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "file-secret value");
+  assert_string_equal(c->jwt_secret, "file-secret value 0123456789abcdef");
   unlink(path);
 
   /* CRLF and several newlines at the end go too; inner ones stay */
-  temp_file(path, "line1\nline2\r\n\n");
+  temp_file(path, "line1 0123456789abcdef\nline2 0123456789abcdef\r\n\n");
   sb_config_free(c);
   assert_int_equal(sb_config_init(c), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret_file", path, &err), 0);
   assert_int_equal(sb_config_finish(c, &err), 0);
-  assert_string_equal(c->jwt_secret, "line1\nline2");
+  assert_string_equal(c->jwt_secret, "line1 0123456789abcdef\nline2 0123456789abcdef");
   unlink(path);
 }
 
@@ -622,13 +724,31 @@ static void test_finish_mqtt_tls(void **state)
   assert_int_equal(sb_config_finish(c, &err), 0);
 }
 
+static void test_finish_http_tls(void **state)
+{
+  struct sb_config *c = *state;
+  struct sb_err err;
+
+  /* both or neither; the files themselves are read by the server */
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "auth", "none", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "/c.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_tls_key"));
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_key", "/k.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "http_tls_cert"));
+  assert_int_equal(sb_config_set(c, SB_FORM_PLUGIN, "http_tls_cert", "/c.pem", &err), 0);
+  assert_int_equal(sb_config_finish(c, &err), 0);
+}
+
 static void test_finish_cors_wildcard(void **state)
 {
   struct sb_config *c = *state;
   struct sb_err err;
 
   /* '*' with credentials is refused; listed origins are fine */
-  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", "k", &err), 0);
+  assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "jwt_secret", SECRET_32, &err), 0);
   assert_int_equal(sb_config_set(c, SB_FORM_DAEMON, "cors_origins", "*", &err), 0);
   assert_int_equal(sb_config_finish(c, &err), SB_EINVAL);
   assert_non_null(strstr(err.msg, "cors_origins"));
@@ -709,11 +829,12 @@ static void test_table_reload(void **state)
 {
   static const char *const applied[] = {
     "log_level", "heartbeat_interval", "retry_ms", "max_connections",
-    "max_connections_per_user", "max_queue_bytes", "auth", "cors_origins",
+    "max_connections_per_user", "max_queue_bytes", "max_memory", "auth", "cors_origins",
+    "http_tls_cert", "http_tls_key", /* the files are read again */
   };
   static const char *const hub[] = {
     "heartbeat_interval", "retry_ms", "max_connections", "max_connections_per_user",
-    "max_queue_bytes",
+    "max_queue_bytes", "max_memory",
   };
   const struct sb_option *opts;
   size_t n;
@@ -773,6 +894,42 @@ static void test_diff(void **state)
   sb_config_free(&other);
 }
 
+/* mqtt_host lists: each entry with its port (mqtt_port where it has none),
+ * blanks around commas, IPv6 in brackets; a bad entry is named. */
+static void test_host_list(void **state)
+{
+  const char *list = " broker1 , 10.0.0.2:1884,[::1],[fe80::1]:8883 ";
+  static const struct {
+    const char *name, *label;
+    int port;
+  } want[] = {{"broker1", "broker1:1883", 1883},
+              {"10.0.0.2", "10.0.0.2:1884", 1884},
+              {"::1", "[::1]:1883", 1883},
+              {"fe80::1", "[fe80::1]:8883", 8883}};
+  struct sb_host h;
+  struct sb_err err = {""};
+  char label[SB_HOST_ENTRY_MAX];
+  size_t n = 0;
+  int rc;
+
+  (void)state;
+  while ((rc = sb_config_next_host(&list, 1883, &h, &err)) == 1) {
+    assert_true(n < 4);
+    assert_string_equal(h.name, want[n].name);
+    assert_int_equal(h.port, want[n].port);
+    assert_string_equal(sb_config_host_label(&h, label, sizeof(label)), want[n].label);
+    n++;
+  }
+  assert_int_equal(rc, 0);
+  assert_int_equal(n, 4);
+
+  list = "good:1883, bad:99999 ,other";
+  assert_int_equal(sb_config_next_host(&list, 1883, &h, &err), 1);
+  assert_int_equal(sb_config_next_host(&list, 1883, &h, &err), SB_EINVAL);
+  assert_non_null(strstr(err.msg, "mqtt_host"));
+  assert_non_null(strstr(err.msg, "'bad:99999'"));
+}
+
 static void test_swap(void **state)
 {
   struct sb_config *c = *state, other;
@@ -818,17 +975,22 @@ int main(void)
     T(test_finish_auth_none),
     T(test_finish_secret),
     T(test_finish_secret_file),
+    T(test_finish_short_secret_refused),
+    T(test_sse_path_collisions),
+    T(test_sse_path_not_a_built_in_file),
     T(test_finish_secret_file_errors),
     T(test_finish_secret_and_file_refused),
     T(test_finish_secret_and_public_key_refused),
     T(test_finish_public_key_alone),
     T(test_finish_mqtt_tls),
+    T(test_finish_http_tls),
     T(test_finish_cors_wildcard),
     T(test_copy_is_deep),
     T(test_table_rows),
     T(test_table_reload),
     T(test_diff),
     T(test_swap),
+    T(test_host_list),
   };
 #undef T
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "data_cases.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 
 #include "err.h"
 #include "event.h"
+#include "sse.h"
 
 #ifndef SB_TEST_DATA
 #error "SB_TEST_DATA must name the tests/data directory"
@@ -664,7 +667,8 @@ static void test_drop_labels(void **state)
   assert_string_equal(sb_drop_label(SB_DROP_CHANNEL_MISMATCH), "channel_mismatch");
   assert_string_equal(sb_drop_label(SB_DROP_BAD_TIMESTAMP), "bad_timestamp");
   assert_string_equal(sb_drop_label(SB_DROP_BAD_ID), "bad_id");
-  assert_int_equal(SB_DROP_COUNT, 12);
+  assert_string_equal(sb_drop_label(SB_DROP_MEMORY), "memory");
+  assert_int_equal(SB_DROP_COUNT, 13);
   assert_string_equal(sb_drop_label(SB_DROP_COUNT), "unknown");
   assert_string_equal(sb_drop_label((enum sb_drop)-1), "unknown");
 }
@@ -775,49 +779,60 @@ static void test_event_clear(void **state)
   sb_event_clear(NULL);
 }
 
+/* ---- no inflation --------------------------------------------------------- */
+
+/* The payload of the red-team review: 60,824 bytes of 0.1s came out of
+ * jansson as a 320,085-byte line (17 digits a number). The event must keep
+ * the numbers as written: its json is the payload and the two fields added,
+ * and its frame the json and the SSE lines around it. */
+static void test_no_inflation(void **state)
+{
+  static const char added[] = ",\"channel\":\"timer\",\"timestamp\":\"" NOW_TEXT "\"";
+  char *payload = malloc(61000), *want = malloc(61000);
+  size_t n, w, numbers;
+  struct sb_event_rules r = rules("sync", 65536);
+  struct sb_event ev;
+  struct sb_event_error why;
+  struct sb_frame *f;
+  (void)state;
+
+  assert_non_null(payload);
+  assert_non_null(want);
+  n = (size_t)sprintf(payload, "{\"type\":\"t\",\"payload\":[0.1");
+  while (n + 4 + 2 <= 60824)
+    n += (size_t)sprintf(payload + n, ",0.1");
+  numbers = n;
+  while (n + 2 < 60824) /* spaces to the size of the review's payload */
+    payload[n++] = ' ';
+  n += (size_t)sprintf(payload + n, "]}");
+  assert_int_equal(n, 60824);
+  memcpy(want, payload, numbers);
+  w = numbers + (size_t)sprintf(want + numbers, "]%s}", added);
+
+  assert_int_equal(sb_event_parse(&r, "sync/u1/timer", 13, payload, n, &ev, &why), 0);
+  /* the spaces go, the numbers stay as written, channel and timestamp come in */
+  assert_int_equal(ev.json_len, w);
+  assert_string_equal(ev.json, want);
+  assert_true(ev.json_len <= n + strlen(added));
+  assert_true(ev.json_len <= sb_event_json_bound(n, 5));
+  f = sb_frame_event("1764067952123-1", NULL, NULL, ev.json, ev.json_len);
+  assert_non_null(f);
+  assert_int_equal(f->len, strlen("id: 1764067952123-1\ndata: ") + ev.json_len + 2);
+  assert_true(f->len < n + 128);
+  sb_frame_unref(f);
+  sb_event_clear(&ev);
+  free(payload);
+  free(want);
+}
+
 /* ---- data-driven cases: tests/data/events/<case>/ ------------------------- */
-
-/* Reads a whole file; returns a heap buffer (NUL-terminated) or NULL. */
-static char *slurp(const char *dir, const char *name, size_t *len)
-{
-  char path[1024];
-  FILE *f;
-  char *buf = NULL;
-  long n;
-
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  if (!(f = fopen(path, "rb")))
-    return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-      (buf = malloc((size_t)n + 1))) {
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-      free(buf);
-      buf = NULL;
-    } else {
-      buf[n] = '\0';
-      *len = (size_t)n;
-    }
-  }
-  fclose(f);
-  return buf;
-}
-
-static void chomp(char *s, size_t *len)
-{
-  while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r'))
-    s[--*len] = '\0';
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Runs one case directory. Returns NULL if it passed, else a heap message. */
 static char *run_case(const char *dir, const char *name)
 {
   char *topic = NULL, *payload = NULL, *expect = NULL, *prefix = NULL, *out = NULL, *msg = NULL;
-  size_t topic_len = 0, payload_len = 0, expect_len = 0, prefix_len = 0, out_len = 0;
+  char *id = NULL;
+  size_t topic_len = 0, payload_len = 0, expect_len = 0, prefix_len = 0, out_len = 0, id_len = 0;
   struct sb_event ev;
   struct sb_event_error why;
   struct sb_event_rules r;
@@ -836,6 +851,8 @@ static char *run_case(const char *dir, const char *name)
     chomp(prefix, &prefix_len);
   if ((out = slurp(dir, "left_out", &out_len)))
     chomp(out, &out_len);
+  if ((id = slurp(dir, "id", &id_len)))
+    chomp(id, &id_len);
   r = rules(prefix ? prefix : "sync", 1024);
 
   rc = sb_event_parse(&r, topic, topic_len, payload, payload_len, &ev, &why);
@@ -861,6 +878,14 @@ static char *run_case(const char *dir, const char *name)
       if (asprintf(&msg, "%s: the device left out is '%s', want '%s'", name,
                    ev.source ? ev.source : "(none)", out_len ? out : "(none)") < 0)
         msg = NULL;
+    } else if (id && (id_len ? !ev.id || strcmp(ev.id, id) != 0 : ev.id != NULL)) {
+      if (asprintf(&msg, "%s: the id is '%s', want '%s'", name, ev.id ? ev.id : "(none)",
+                   id_len ? id : "(none)") < 0)
+        msg = NULL;
+    } else if (ev.json_len > sb_event_json_bound(payload_len, strlen(ev.channel))) {
+      if (asprintf(&msg, "%s: %zu bytes of json, over the bound %zu", name, ev.json_len,
+                   sb_event_json_bound(payload_len, strlen(ev.channel))) < 0)
+        msg = NULL;
     }
     sb_event_clear(&ev);
   } else if (asprintf(&msg, "%s: expect must be 'drop <reason>' or 'ok' and a JSON line", name) < 0)
@@ -872,55 +897,14 @@ done:
   free(expect);
   free(prefix);
   free(out);
+  free(id);
   return msg;
 }
 
 static void test_data_cases(void **state)
 {
-  const char *root = SB_TEST_DATA "/events";
-  char **names = NULL, path[1024];
-  size_t n = 0, cap = 0, failed = 0;
-  struct dirent *de;
-  DIR *d;
   (void)state;
-
-  d = opendir(root);
-  if (!d)
-    fail_msg("cannot open %s", root);
-  while ((de = readdir(d))) {
-    if (de->d_name[0] == '.')
-      continue;
-    snprintf(path, sizeof(path), "%s/%s/expect", root, de->d_name);
-    if (access(path, R_OK) != 0)
-      continue; /* not a case (a README) */
-    if (n == cap) {
-      cap = cap ? cap * 2 : 32;
-      names = realloc(names, cap * sizeof(*names));
-      assert_non_null(names);
-    }
-    names[n] = strdup(de->d_name);
-    assert_non_null(names[n]);
-    n++;
-  }
-  closedir(d);
-  qsort(names, n, sizeof(*names), cmp_names);
-
-  for (size_t i = 0; i < n; i++) {
-    char *msg;
-    snprintf(path, sizeof(path), "%s/%s", root, names[i]);
-    if ((msg = run_case(path, names[i]))) {
-      print_error("FAIL %s\n", msg);
-      free(msg);
-      failed++;
-    } else
-      print_message("ok   %s\n", names[i]);
-    free(names[i]);
-  }
-  free(names);
-  if (failed)
-    fail_msg("%zu of %zu event cases failed", failed, n);
-  /* the directory must actually hold the cases */
-  assert_true(n >= 15);
+  run_data_cases(SB_TEST_DATA "/events", "event", 15, run_case);
 }
 
 int main(void)
@@ -959,6 +943,7 @@ int main(void)
     cmocka_unit_test(test_valid_timestamp),
     cmocka_unit_test(test_timestamp_offset_cut_after_colon),
     cmocka_unit_test(test_event_clear),
+    cmocka_unit_test(test_no_inflation),
     cmocka_unit_test(test_data_cases),
   };
   return cmocka_run_group_tests_name("event", tests, NULL, NULL);

@@ -1601,6 +1601,370 @@ static void test_reconfigure(void **state)
   assert_string_equal(drain(x), HB);
 }
 
+
+/* ---- the memory budget ---------------------------------------------------- */
+
+static size_t held(struct fx *f, enum sb_mem_kind k)
+{
+  size_t n = sb_hub_memory(f->hub, k);
+  /* the gauges follow the hub's numbers */
+  assert_int_equal(load(&f->m.memory[k]), n);
+  return n;
+}
+
+static size_t held_all(struct fx *f)
+{
+  return held(f, SB_MEM_REPLAY) + held(f, SB_MEM_QUEUES);
+}
+
+/* Sets max_memory as a reload would (the hub evicts at once). */
+static void set_budget(struct fx *f, size_t max_memory)
+{
+  f->o.max_memory = max_memory;
+  assert_int_equal(sb_hub_reconfigure(f->hub, &f->o), 0);
+}
+
+/* The heap bytes of a replay buffer of its first capacity (4 slots). */
+#define RING4 sb_mem_cost(4 * sizeof(void *))
+
+static void test_memory_counts_a_frame_once(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *a, *b, *c;
+  struct sb_frame *fr;
+  size_t r1, q1, cost;
+
+  start(f);
+  assert_int_equal(held(f, SB_MEM_QUEUES), 0);
+  assert_int_equal(held(f, SB_MEM_PENDING), 0); /* not the hub's */
+  a = reg(f, "u1", "A", NULL, &w);
+  b = reg(f, "u1", "B", NULL, &w);
+  c = reg(f, "u1", "C", NULL, &w);
+  skip_retry(a);
+  skip_retry(b);
+  skip_retry(c);
+  r1 = held(f, SB_MEM_REPLAY);
+  q1 = held(f, SB_MEM_QUEUES);
+  assert_true(q1 > 3 * sizeof(void *)); /* connections, devices, queue slots */
+
+  /* kept in the replay buffer and queued three times: counted once, as replay */
+  fr = frame("e1", NULL, NULL, "one");
+  cost = fr->cost;
+  assert_true(cost >= fr->len);
+  sb_hub_publish(f->hub, "u1", fr);
+  assert_int_equal(held(f, SB_MEM_REPLAY), r1 + cost + RING4);
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1);
+  drain(a);
+  drain(b);
+  assert_int_equal(held(f, SB_MEM_REPLAY), r1 + cost + RING4);
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1);
+  drain(c);
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1);
+}
+
+static void test_memory_queues_without_replay(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *a, *b;
+  struct sb_frame *fr;
+  size_t r1, q1, cost;
+  char part[8];
+
+  f->o.replay_buffer = 0;
+  start(f);
+  a = reg(f, "u1", "A", NULL, &w);
+  b = reg(f, "u1", "B", NULL, &w);
+  skip_retry(a);
+  skip_retry(b);
+  r1 = held(f, SB_MEM_REPLAY);
+  q1 = held(f, SB_MEM_QUEUES);
+  fr = frame("e1", NULL, NULL, "one");
+  cost = fr->cost;
+  sb_hub_publish(f->hub, "u1", fr);
+  /* in two queues, counted once, as queues, while either holds it */
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1 + cost);
+  assert_int_equal(held(f, SB_MEM_REPLAY), r1);
+  assert_int_equal(sb_conn_read(a, part, 3), 3); /* partly read: still held */
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1 + cost);
+  drain(a);
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1 + cost);
+  drain(b);
+  assert_int_equal(held(f, SB_MEM_QUEUES), q1);
+}
+
+static void test_memory_back_to_start(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *a, *b, *slow, *many[90];
+  size_t r0;
+  char big[2048], user[16];
+
+  f->o.max_idle_users = 0; /* idle users go at once */
+  f->o.max_queue_bytes = 4096;
+  f->o.max_connections = 100;
+  start(f);
+  r0 = held(f, SB_MEM_REPLAY); /* the user table */
+  assert_true(r0 > 0);
+  assert_int_equal(held(f, SB_MEM_QUEUES), 0);
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  a = reg(f, "u1", "A", NULL, &w);
+  b = reg(f, "u1", "B", "unknown", &w); /* a resync frame */
+  slow = reg(f, "u2", "S", NULL, &w);
+  for (int i = 0; i < 12; i++) {
+    publish(f, "u1", NULL, NULL, NULL, big);
+    publish(f, "u2", NULL, NULL, NULL, big); /* cut at max_queue_bytes */
+  }
+  for (int i = 0; i < 90; i++) { /* the user table grows */
+    snprintf(user, sizeof(user), "x%d", i);
+    many[i] = reg(f, user, "d", NULL, &w);
+  }
+  for (int i = 0; i < 90; i++)
+    sb_hub_unregister(f->hub, many[i]);
+  sb_hub_heartbeat(f->hub, a);
+  assert_int_equal(sb_conn_state(slow), SB_CONN_CUT);
+  assert_true(held_all(f) > 12 * sizeof(big));
+  sb_hub_unregister(f->hub, a);
+  sb_hub_unregister(f->hub, b);
+  sb_hub_unregister(f->hub, slow);
+  assert_gauges(f, 0, 0, 0);
+  assert_int_equal(held(f, SB_MEM_QUEUES), 0);
+  assert_true(held(f, SB_MEM_REPLAY) > r0); /* only the larger table is left */
+  assert_true(held(f, SB_MEM_REPLAY) < r0 + 4096);
+}
+
+static void test_memory_eviction_order(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+  const char *got;
+
+  f->o.replay_floor = 2;
+  start(f);
+  c = reg(f, "C", "A", NULL, &w);
+  publish(f, "I1", "i1a", NULL, NULL, "idle one a");
+  publish(f, "C", "c1", NULL, NULL, "c one");
+  publish(f, "I1", "i1b", NULL, NULL, "idle one b");
+  publish(f, "C", "c2", NULL, NULL, "c two");
+  publish(f, "I2", "i2a", NULL, NULL, "idle two a");
+  publish(f, "C", "c3", NULL, NULL, "c three");
+  publish(f, "C", "c4", NULL, NULL, "c four");
+  assert_gauges(f, 1, 1, 3);
+
+  /* one byte too many: one event goes, the oldest of the idle user
+   * published to least recently */
+  set_budget(f, held_all(f) - 1);
+  assert_false(sb_hub_has_event(f->hub, "I1", "i1a"));
+  assert_true(sb_hub_has_event(f->hub, "I1", "i1b"));
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_IDLE]), 1);
+  assert_true(held_all(f) <= f->o.max_memory);
+  /* then the rest of that user, which goes with its last event */
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "I1"), 0);
+  assert_gauges(f, 1, 1, 2);
+  /* then the next idle user */
+  set_budget(f, held_all(f) - 1);
+  assert_gauges(f, 1, 1, 1);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_IDLE]), 3);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 0);
+  /* no idle user left. The connected user's events are still queued to
+   * its stream: evicting them would free nothing, so they stay */
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 4);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 0);
+  /* read, its events beyond its floor of 2 go, oldest first */
+  assert_string_equal(drain(c), RETRY EV("c1", "c one") EV("c2", "c two") EV("c3", "c three")
+                                    EV("c4", "c four"));
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 3);
+  assert_false(sb_hub_has_event(f->hub, "C", "c1"));
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 2);
+  /* then the floor itself, down to the newest event */
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 1);
+  assert_true(sb_hub_has_event(f->hub, "C", "c4"));
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 3);
+  /* never the newest: over the budget, and nothing else goes */
+  set_budget(f, 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 1);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 3);
+  assert_int_equal(sb_conn_state(c), SB_CONN_OPEN);
+  /* what was evicted is unknown to a resuming stream */
+  sb_hub_unregister(f->hub, reg(f, "C", "B", "c3", &w));
+  c = reg(f, "C", "B", "c2", &w);
+  got = drain(c) + strlen(RETRY);
+  expect_resync(&got, "c2");
+  assert_string_equal(got, EV("c4", "c four"));
+}
+
+static void test_memory_floor_per_connected_user(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *a, *b;
+  char id[8];
+
+  f->o.replay_floor = 3;
+  start(f);
+  a = reg(f, "A", "d", NULL, &w);
+  b = reg(f, "B", "d", NULL, &w);
+  for (int i = 1; i <= 6; i++) {
+    snprintf(id, sizeof(id), "a%d", i);
+    publish(f, "A", id, NULL, NULL, "an event of A");
+  }
+  for (int i = 1; i <= 6; i++) {
+    snprintf(id, sizeof(id), "b%d", i);
+    publish(f, "B", id, NULL, NULL, "an event of B");
+  }
+  drain(a);
+  drain(b);
+  /* four events must go: A (published to least recently) down to its
+   * floor, then the oldest of B */
+  for (int i = 0; i < 4; i++)
+    set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 3);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 5);
+  assert_false(sb_hub_has_event(f->hub, "B", "b1"));
+  /* a connected user published to goes last again: B is first now */
+  set_budget(f, 0);
+  publish(f, "A", "a7", NULL, NULL, "an event of A");
+  drain(a);
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 4);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 4);
+  set_budget(f, held_all(f) - 1);
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 3);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 3);
+  assert_true(sb_hub_has_event(f->hub, "A", "a5"));
+  assert_true(sb_hub_has_event(f->hub, "B", "b4"));
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 7);
+  /* both at their floors: they shrink together, one event a user a round */
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A") + sb_hub_replay_count(f->hub, "B"), 5);
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 2);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 2);
+  set_budget(f, 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 1);
+  assert_true(sb_hub_has_event(f->hub, "A", "a7"));
+  assert_true(sb_hub_has_event(f->hub, "B", "b6"));
+  /* unregistered, A is idle: its last event goes first */
+  sb_hub_unregister(f->hub, a);
+  publish(f, "B", "b7", NULL, NULL, "an event of B");
+  drain(b);
+  set_budget(f, 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "A"), 0);
+  assert_int_equal(sb_hub_replay_count(f->hub, "B"), 1);
+  assert_true(sb_hub_has_event(f->hub, "B", "b7"));
+  sb_hub_unregister(f->hub, b);
+}
+
+static void test_memory_lingering_before_connected(void **state)
+{
+  struct fx *f = *state;
+  struct calls calls = {0};
+  struct waker w = {0};
+  struct sb_conn *l, *c;
+
+  f->o.on_interest = on_interest_rec;
+  f->o.cb_ctx = &calls;
+  f->o.interest_linger_ms = 1000;
+  f->o.replay_floor = 0;
+  start(f);
+  c = reg(f, "C", "d", NULL, &w);
+  l = reg(f, "L", "d", NULL, &w);
+  publish(f, "C", "c1", NULL, NULL, "one");
+  publish(f, "L", "l1", NULL, NULL, "one");
+  publish(f, "L", "l2", NULL, NULL, "two");
+  sb_hub_unregister(f->hub, l); /* lingers, with its events */
+  set_budget(f, held_all(f) - 1);
+  set_budget(f, held_all(f) - 1);
+  assert_int_equal(sb_hub_replay_count(f->hub, "L"), 0);
+  assert_int_equal(sb_hub_replay_count(f->hub, "C"), 1);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_IDLE]), 2);
+  /* still lingering: no loss of interest before its time */
+  calls.n = 0;
+  sb_hub_tick(f->hub, 999);
+  expect_calls(&calls, 0);
+  sb_hub_tick(f->hub, 1000);
+  expect_calls(&calls, 1, "no-interest L");
+  sb_hub_unregister(f->hub, c);
+}
+
+static void test_memory_budget_while_publishing(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+  char user[16], data[512];
+  int lines = 0;
+
+  f->o.replay_floor = 4;
+  f->o.max_memory = 64 * 1024;
+  f->o.max_idle_users = SIZE_MAX; /* the budget alone */
+  start(f);
+  memset(data, 'x', sizeof(data) - 1);
+  data[sizeof(data) - 1] = '\0';
+  c = reg_at(f, "keeper", "d", NULL, 1, &w);
+  publish(f, "keeper", "k1", NULL, NULL, "one");
+  publish(f, "keeper", "k2", NULL, NULL, "two");
+  for (int i = 0; i < 2000; i++) {
+    snprintf(user, sizeof(user), "fresh%d", i);
+    publish(f, user, NULL, NULL, NULL, data);
+    assert_true(held_all(f) <= f->o.max_memory);
+    if (i == 1000)
+      sb_hub_tick(f->hub, 10001); /* time for the next log line */
+  }
+  assert_true(load(&f->m.evicted[SB_EVICTED_IDLE]) > 1800);
+  assert_int_equal(load(&f->m.evicted[SB_EVICTED_CONNECTED]), 0);
+  assert_string_equal(drain(c), RETRY EV("k1", "one") EV("k2", "two"));
+  assert_int_equal(sb_hub_replay_count(f->hub, "keeper"), 2);
+  /* one line, then one more once 10 s have passed, not one per event */
+  for (int i = 0; i < f->nlines && i < MAX_LINES; i++)
+    if (strncmp(f->lines[i], "[SSE] Memory budget: evicted ", 29) == 0) {
+      lines++;
+      assert_int_equal(f->levels[i], SB_LOG_NOTICE);
+    }
+  assert_int_equal(lines, 2);
+}
+
+static void test_memory_ring_grows_after_eviction(void **state)
+{
+  struct fx *f = *state;
+  struct waker w = {0};
+  struct sb_conn *c;
+  char id[8];
+
+  f->o.replay_buffer = 16;
+  start(f);
+  c = reg(f, "u1", "A", NULL, &w);
+  for (int i = 1; i <= 4; i++) {
+    snprintf(id, sizeof(id), "e%d", i);
+    publish(f, "u1", id, NULL, NULL, id);
+  }
+  drain(c);
+  /* two evicted: the buffer's oldest slot moves on, then it fills and grows */
+  set_budget(f, held_all(f) - 1);
+  set_budget(f, held_all(f) - 1);
+  set_budget(f, 0);
+  for (int i = 5; i <= 9; i++) {
+    snprintf(id, sizeof(id), "e%d", i);
+    publish(f, "u1", id, NULL, NULL, id);
+  }
+  assert_int_equal(sb_hub_replay_count(f->hub, "u1"), 7);
+  sb_hub_unregister(f->hub, c);
+  c = reg(f, "u1", "B", "e3", &w);
+  assert_string_equal(drain(c), RETRY EV("e4", "e4") EV("e5", "e5") EV("e6", "e6") EV("e7", "e7")
+                                    EV("e8", "e8") EV("e9", "e9"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1643,6 +2007,14 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_many_frames_queue_growth, setup, teardown),
     cmocka_unit_test_setup_teardown(test_metrics_counted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_free_with_connections_and_queues, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_counts_a_frame_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_queues_without_replay, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_back_to_start, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_eviction_order, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_floor_per_connected_user, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_lingering_before_connected, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_budget_while_publishing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_memory_ring_grows_after_eviction, setup, teardown),
   };
   return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }

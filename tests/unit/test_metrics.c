@@ -60,6 +60,15 @@ static void test_render_values(void **state)
   atomic_store(&m.mqtt_subscriptions, 4);
   atomic_store(&m.events_duplicate, 5);
   atomic_store(&m.presence_published, 8);
+  atomic_store(&m.journal_damaged, 3);
+  atomic_store(&m.journal_refused, 4);
+  atomic_store(&m.events_dropped[SB_DROP_MEMORY], 12);
+  atomic_store(&m.memory[SB_MEM_REPLAY], 1000);
+  atomic_store(&m.memory[SB_MEM_QUEUES], 200);
+  atomic_store(&m.memory[SB_MEM_PENDING], 30);
+  atomic_store(&m.memory_budget, 33554432);
+  atomic_store(&m.evicted[SB_EVICTED_IDLE], 17);
+  atomic_store(&m.evicted[SB_EVICTED_CONNECTED], 2);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 401);
   sb_metrics_http_error(&m, 503);
@@ -91,6 +100,16 @@ static void test_render_values(void **state)
   expect_line(buf, "mqtt_sse_bridge_events_dropped_total{reason=\"channel_mismatch\"} 0");
   expect_line(buf, "mqtt_sse_bridge_events_dropped_total{reason=\"bad_timestamp\"} 0");
   expect_line(buf, "mqtt_sse_bridge_events_dropped_total{reason=\"bad_id\"} 2");
+  expect_line(buf, "mqtt_sse_bridge_events_dropped_total{reason=\"memory\"} 12");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_memory_bytes gauge");
+  expect_line(buf, "mqtt_sse_bridge_memory_bytes{kind=\"replay\"} 1000");
+  expect_line(buf, "mqtt_sse_bridge_memory_bytes{kind=\"queues\"} 200");
+  expect_line(buf, "mqtt_sse_bridge_memory_bytes{kind=\"pending\"} 30");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_memory_budget_bytes gauge");
+  expect_line(buf, "mqtt_sse_bridge_memory_budget_bytes 33554432");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_memory_evicted_total counter");
+  expect_line(buf, "mqtt_sse_bridge_memory_evicted_total{from=\"idle\"} 17");
+  expect_line(buf, "mqtt_sse_bridge_memory_evicted_total{from=\"connected\"} 2");
   expect_line(buf, "mqtt_sse_bridge_events_delivered_total 40");
   expect_line(buf, "mqtt_sse_bridge_events_replayed_total 6");
   expect_line(buf, "mqtt_sse_bridge_heartbeats_total 11");
@@ -100,6 +119,9 @@ static void test_render_values(void **state)
   expect_line(buf, "mqtt_sse_bridge_mqtt_subscriptions 4");
   expect_line(buf, "mqtt_sse_bridge_events_duplicate_total 5");
   expect_line(buf, "mqtt_sse_bridge_journal_errors_total 0");
+  expect_line(buf, "# TYPE mqtt_sse_bridge_journal_damaged_total counter");
+  expect_line(buf, "mqtt_sse_bridge_journal_damaged_total 3");
+  expect_line(buf, "mqtt_sse_bridge_journal_refused_total 4");
   expect_line(buf, "# TYPE mqtt_sse_bridge_presence_published_total counter");
   expect_line(buf, "mqtt_sse_bridge_presence_published_total 8");
   expect_line(buf, "# TYPE mqtt_sse_bridge_http_errors_total counter");
@@ -110,9 +132,10 @@ static void test_render_values(void **state)
   assert_null(strstr(buf, "reason=\"none\""));
   assert_null(strstr(buf, "code=\"500\""));
   assert_null(strstr(buf, "code=\"200\""));
-  /* 5 gauges and 11 plain counters of 3 lines each, the dropped family
-   * (2 + 11 lines) and the http family (2 + 8 lines) */
-  assert_int_equal(count_lines(buf), 16 * 3 + 13 + 10);
+  /* 6 gauges and 13 plain counters of 3 lines each, the memory family
+   * (2 + 3 lines), the evicted family (2 + 2), the dropped family (2 + 12
+   * lines) and the http family (2 + 8 lines) */
+  assert_int_equal(count_lines(buf), 19 * 3 + 5 + 4 + 14 + 10);
   /* the text ends with a newline, every line is HELP, TYPE or a sample */
   assert_int_equal(buf[n - 1], '\n');
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "data_cases.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,42 +316,6 @@ static void test_clear(void **state)
 
 /* ---- data-driven cases: tests/data/publish/<case>/ ------------------------- */
 
-/* Reads a whole file; returns a heap buffer (NUL-terminated) or NULL. */
-static char *slurp(const char *dir, const char *name, size_t *len)
-{
-  char path[1024];
-  FILE *f;
-  char *buf = NULL;
-  long n;
-
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  if (!(f = fopen(path, "rb")))
-    return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-      (buf = malloc((size_t)n + 1))) {
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-      free(buf);
-      buf = NULL;
-    } else {
-      buf[n] = '\0';
-      *len = (size_t)n;
-    }
-  }
-  fclose(f);
-  return buf;
-}
-
-static void chomp(char *s, size_t *len)
-{
-  while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r'))
-    s[--*len] = '\0';
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Runs one case directory. Returns NULL if it passed, else a heap message. */
 static char *run_case(const char *dir, const char *name)
 {
@@ -408,50 +374,8 @@ done:
 
 static void test_data_cases(void **state)
 {
-  const char *root = SB_TEST_DATA "/publish";
-  char **names = NULL, path[1024];
-  size_t n = 0, cap = 0, failed = 0;
-  struct dirent *de;
-  DIR *d;
   (void)state;
-
-  d = opendir(root);
-  if (!d)
-    fail_msg("cannot open %s", root);
-  while ((de = readdir(d))) {
-    if (de->d_name[0] == '.')
-      continue;
-    snprintf(path, sizeof(path), "%s/%s/expect", root, de->d_name);
-    if (access(path, R_OK) != 0)
-      continue; /* not a case (a README) */
-    if (n == cap) {
-      cap = cap ? cap * 2 : 32;
-      names = realloc(names, cap * sizeof(*names));
-      assert_non_null(names);
-    }
-    names[n] = strdup(de->d_name);
-    assert_non_null(names[n]);
-    n++;
-  }
-  closedir(d);
-  qsort(names, n, sizeof(*names), cmp_names);
-
-  for (size_t i = 0; i < n; i++) {
-    char *msg;
-    snprintf(path, sizeof(path), "%s/%s", root, names[i]);
-    if ((msg = run_case(path, names[i]))) {
-      print_error("FAIL %s\n", msg);
-      free(msg);
-      failed++;
-    } else
-      print_message("ok   %s\n", names[i]);
-    free(names[i]);
-  }
-  free(names);
-  if (failed)
-    fail_msg("%zu of %zu publish cases failed", failed, n);
-  /* the directory must actually hold the cases */
-  assert_true(n >= 8);
+  run_data_cases(SB_TEST_DATA "/publish", "publish", 8, run_case);
 }
 
 int main(void)

@@ -63,6 +63,13 @@ describe('the bridge data cases (tests/data/events)', () => {
         t.skip(INEXPRESSIBLE.not_json);
         return;
       }
+      // a numeric id JavaScript cannot hold as written (1e3 reads as 1000,
+      // 2^64 is not a safe integer): the hub is given numbers, not text
+      const rawId = /"id"\s*:\s*(-?[0-9][0-9eE.+-]*)/.exec(payload);
+      if (rawId && rawId[1] !== String(event && event.id)) {
+        t.skip('a numeric id that a JavaScript number does not keep as written');
+        return;
+      }
       const rest = topic.slice(prefix.length + 1).split('/');
       const user = rest[0];
       // the channel goes in the event, as the hub's callers give it
