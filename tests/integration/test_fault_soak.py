@@ -51,6 +51,8 @@ Environment (besides the harness's):
                    short form, else 10 per round); the rounds that ran are
                    printed
   SB_SOAK_KEEP     where a crash's log, configuration and core are kept
+  SB_SOAK_MAX_MEMORY  the server's max_memory (16 MiB: a long soak reaches it,
+                   and idle users' replay buffers are evicted as it goes on)
 
 The daemon form runs the same rounds against the daemon (it shares the
 server's code; cheap enough to keep).
@@ -100,6 +102,11 @@ IP_BIND_ADDRESS_NO_PORT = 24
 STALL_STREAMS = 2
 STALL_PAD = 8192
 MAX_QUEUE = 64 * 1024
+# A small memory budget: in a long soak the replay buffers of the rotating
+# users outgrow it, so idle users' events are evicted while streams come
+# and go (the default, 256 MiB, is not reached in thousands of rounds). It
+# holds a halfopen round's burst for the stalled streams (about 4.5 MB).
+MAX_MEMORY = _env_int("SB_SOAK_MAX_MEMORY", 16 * 1024 * 1024)
 
 
 def _stall_events():
@@ -542,7 +549,7 @@ class FaultSoak(BridgeTestCase):
     def soak(self, rounds):
         pattern, where = core_destination()
         b = self.new_bridge(max_connections=max(10000, 2 * STREAMS), max_queue_bytes=MAX_QUEUE,
-                            log_level="debug")
+                            max_memory=MAX_MEMORY, log_level="debug")
         b.nofile_limit = 2 * STREAMS + 1024
         b.start()
         self.bridge = b
@@ -590,6 +597,8 @@ class FaultSoak(BridgeTestCase):
         halfopen = sum(1 for r in range(done) if MODES[r % len(MODES)] == "halfopen")
         self.assertGreaterEqual(m["mqtt_sse_bridge_slow_disconnects_total"],
                                 halfopen * STALL_STREAMS, "the stalled streams were not all cut")
+        self.assertEqual(m.get('mqtt_sse_bridge_events_dropped_total{reason="memory"}', 0), 0,
+                         "events were refused at the memory budget")
         self.mqtt.close()
         self.mqtt = None
         self.assertGreaterEqual(done, min(rounds, len(MODES)),
@@ -598,13 +607,17 @@ class FaultSoak(BridgeTestCase):
         self.assertEqual(rc, 0, "the %s exited with %s on SIGTERM after the soak" %
                          (FORM, exit_text(rc)))
         print("\n%s: %d of %d rounds of %d connections (modes %s) in %.0f s (slowest round "
-              "%d: %.1f s), %s form%s; %d streams opened, %d cut as slow; server RSS %d KiB "
+              "%d: %.1f s), %s form%s; %d streams opened, %d cut as slow, %d replay events "
+              "evicted (max_memory %d); server RSS %d KiB "
               "after the first setup, %d KiB at the end; file descriptors back to %d after "
               "every round; core_pattern %r: %s" %
               (self.id(), done, rounds, STREAMS, ",".join(MODES), elapsed, slowest[1] or 0,
                slowest[0], FORM, " (sanitizers)" if SANITIZED else "",
                m["mqtt_sse_bridge_connections_opened_total"],
-               m["mqtt_sse_bridge_slow_disconnects_total"], rss0, rss1, fds0, pattern, where))
+               m["mqtt_sse_bridge_slow_disconnects_total"],
+               m.get('mqtt_sse_bridge_memory_evicted_total{from="idle"}', 0) +
+               m.get('mqtt_sse_bridge_memory_evicted_total{from="connected"}', 0), MAX_MEMORY,
+               rss0, rss1, fds0, pattern, where))
 
     def test_soak(self):
         """ROUNDS rounds of STREAMS connections, the modes rotating; every
