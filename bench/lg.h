@@ -1,7 +1,7 @@
 /* loadgen: the pieces of the SSE load generator, one module each.
  *
  *   streams.c   N SSE connections: connect, HTTP response, chunked, SSE lines
- *   publish.c   events out: MQTT (libmosquitto) or HTTP POST (Nchan)
+ *   publish.c   events out: MQTT (a minimal client of its own) or HTTP POST (Nchan)
  *   procstat.c  RSS and CPU time of the server's processes from /proc
  *   loadgen.c   options, the phases of a run, accounting and the report
  *
@@ -107,9 +107,9 @@ void lg_streams_on_event(struct lg_streams *ss, size_t idx, uint32_t events);
 /* Closes every stream and frees the table; ss may be zeroed. */
 void lg_streams_free(struct lg_streams *ss);
 
-/* Returns a publisher over MQTT: a libmosquitto client of host:port publishing
- * to topic_tmpl ("{u}" replaced) at qos, its socket in epfd. NULL with err
- * (256 bytes) set on failure. */
+/* Returns a publisher over MQTT: an MQTT 3.1.1 client of host:port (clean
+ * session, TCP_NODELAY) publishing to topic_tmpl ("{u}" replaced) at qos,
+ * pipelined, its socket in epfd. NULL with err (256 bytes) set on failure. */
 struct lg_pub *lg_pub_mqtt_new(int epfd, const char *host, int port, int qos,
                                const char *topic_tmpl, char *err);
 /* Returns a publisher over HTTP: nconns keep-alive connections to host:port
@@ -121,6 +121,8 @@ int lg_pub_ready(const struct lg_pub *p);
 /* Sends body as the event for user. Returns 0, or -1 if it could not go out
  * (not ready, or the connection failed). */
 int lg_pub_send(struct lg_pub *p, int user, const char *body, size_t len);
+/* Writes what lg_pub_send() queued (MQTT; HTTP writes at once). */
+void lg_pub_flush(struct lg_pub *p);
 /* Handles epoll events of the publisher's descriptor idx. */
 void lg_pub_on_event(struct lg_pub *p, size_t idx, uint32_t events);
 /* Periodic housekeeping (MQTT keep-alive); call about once a second. */

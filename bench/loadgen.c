@@ -69,6 +69,10 @@ struct run {
   uint32_t *lat; /* ns, saturated at UINT32_MAX */
   size_t nlat, caplat;
   int64_t t_first_pub, t_last_deliv, t_progress, t_tick;
+  int64_t t_sched0, period; /* --rate: event i is due at t_sched0 + i * period */
+  int64_t late_max;         /* the longest an event was published after it was due */
+  size_t held_back;         /* times events were due and the publisher could not take
+                               them (HTTP: every connection waiting for its answer) */
   struct lg_streams ss; /* last: holds the read buffer */
 };
 
@@ -266,10 +270,16 @@ static int publish_one(struct run *r)
   int user = (int)(seq % (size_t)r->o.users);
   char body[2400];
   int n;
+  /* The send time: when the event was due (paced), so that a publisher held
+   * back by the server (HTTP answers coming late) counts the wait too; else
+   * now. */
+  int64_t sent = r->o.rate > 0 ? r->t_sched0 + (int64_t)seq * r->period : lg_now_ns();
 
+  if (r->o.rate > 0 && lg_now_ns() - sent > r->late_max)
+    r->late_max = lg_now_ns() - sent;
   r->ev_exp[seq] = r->user_open[user];
   n = snprintf(body, sizeof(body), "{\"type\":\"bench\",\"payload\":{\"bq\":%lld,\"bt\":%lld%s",
-               (long long)(r->base + (int64_t)seq), (long long)lg_now_ns(),
+               (long long)(r->base + (int64_t)seq), (long long)sent,
                r->o.pad ? ",\"pad\":\"" : "");
   if (r->o.pad) {
     memset(body + n, 'x', (size_t)r->o.pad);
@@ -303,6 +313,8 @@ static void publish_more(struct run *r, int64_t now)
     while (r->due > r->published && r->published < (size_t)r->o.events && lg_pub_ready(r->pub))
       if (publish_one(r) != 0)
         break;
+    if (r->due > r->published && !lg_pub_ready(r->pub))
+      r->held_back++;
     if (r->due > r->published && r->due - r->published > r->max_backlog)
       r->max_backlog = r->due - r->published;
   } else {
@@ -311,6 +323,7 @@ static void publish_more(struct run *r, int64_t now)
       if (publish_one(r) != 0)
         break;
   }
+  lg_pub_flush(r->pub);
 }
 
 static int publish_finished(struct run *r, int64_t now)
@@ -359,6 +372,8 @@ static void run_loop(struct run *r, enum phase ph, int64_t until)
         uint64_t x;
         if (read(r->tfd, &x, sizeof(x)) == sizeof(x))
           r->due += x;
+        if (r->due > (size_t)r->o.events)
+          r->due = (size_t)r->o.events; /* the backlog counts events still to send */
         break;
       }
       }
@@ -466,9 +481,11 @@ static void print_text(const struct run *r, const struct result *res)
     printf("  idle %.1f s: server CPU %.2f %%, loadgen CPU %.2f %%\n", o->hold, res->idle_pct,
            res->gen_idle_pct);
   if (o->events > 0) {
-    printf("  events %zu published (%zu errors, backlog max %zu, %zu given up), deliveries %llu "
-           "of %llu (missing %llu, dup %llu, out of order %llu, wrong user %llu, unknown %llu)\n",
-           r->published, lg_pub_errors(r->pub), r->max_backlog, r->stalls,
+    printf("  events %zu published (%zu errors, backlog max %zu, at most %.3f ms late, held back "
+           "%zu times, %zu given up), deliveries %llu of %llu (missing %llu, dup %llu, out of "
+           "order %llu, wrong user %llu, unknown %llu)\n",
+           r->published, lg_pub_errors(r->pub), r->max_backlog, (double)r->late_max / 1e6,
+           r->held_back, r->stalls,
            (unsigned long long)r->deliveries, (unsigned long long)res->expected,
            (unsigned long long)res->missing, (unsigned long long)r->dups,
            (unsigned long long)r->reordered, (unsigned long long)r->wrong,
@@ -488,7 +505,8 @@ static void print_json(const struct run *r, const struct result *res)
          "\"connect_s\":%.3f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
          "\"rss_per_conn_b\":%.1f,\"kernel_per_conn_b\":%.1f,\"hold_s\":%.1f,"
          "\"idle_cpu_pct\":%.3f,\"gen_idle_cpu_pct\":%.3f,\"events\":%zu,\"pub_errors\":%zu,"
-         "\"max_backlog\":%zu,\"deliveries\":%llu,\"expected\":%llu,\"missing\":%llu,"
+         "\"max_backlog\":%zu,\"pub_late_max_ms\":%.3f,\"pub_held_back\":%zu,"
+         "\"deliveries\":%llu,\"expected\":%llu,\"missing\":%llu,"
          "\"dups\":%llu,\"reordered\":%llu,\"wrong_user\":%llu,\"complete_streams\":%zu,"
          "\"duration_s\":%.4f,"
          "\"deliveries_per_s\":%.1f,\"lat_p50_ms\":%.4f,\"lat_p99_ms\":%.4f,"
@@ -497,7 +515,8 @@ static void print_json(const struct run *r, const struct result *res)
          r->o.label, r->ss.n, res->held, res->failed, res->lost, res->connect_s,
          res->rss_before_kb, res->rss_after_kb, res->rss_per_conn, res->kernel_per_conn,
          r->o.hold, res->idle_pct, res->gen_idle_pct, r->published,
-         r->pub ? lg_pub_errors(r->pub) : 0, r->max_backlog, (unsigned long long)r->deliveries,
+         r->pub ? lg_pub_errors(r->pub) : 0, r->max_backlog, (double)r->late_max / 1e6,
+         r->held_back, (unsigned long long)r->deliveries,
          (unsigned long long)res->expected, (unsigned long long)res->missing,
          (unsigned long long)r->dups, (unsigned long long)r->reordered,
          (unsigned long long)r->wrong, res->complete, res->pub_s,
@@ -585,6 +604,8 @@ static int publish_phase(struct run *r, struct result *res, int64_t deadline)
   if (o->rate > 0) {
     long long period = (long long)(1e9 / o->rate);
     struct itimerspec its = {{period / NS, period % NS}, {0, 1}};
+    r->period = period;
+    r->t_sched0 = lg_now_ns();
     if ((r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
         epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) != 0 ||
         timerfd_settime(r->tfd, 0, &its, NULL) != 0) {

@@ -22,7 +22,8 @@ from this one:
                   wait_until, stop_process, file descriptor limits, rss_kib,
                   cpu_seconds, read_text
   harness_jwt     make_jwt
-  harness_mqtt    Broker, BrokerExited, MqttSubscriber, run_pub, publish_lines
+  harness_mqtt    Broker, BrokerExited, MqttSubscriber, run_pub, publish_lines,
+                  core_destination
   harness_bridge  the two forms: DaemonBridge, PluginBridge, make_bridge,
                   only_forms, plugin_env, http_request (HTTP or HTTPS),
                   send_while_reading (a body sent while the answer is read),
@@ -53,7 +54,8 @@ from harness_case import SANITIZER_REPORTS, BridgeTestCase
 from harness_env import (BRIDGE_BIN, FORM, HERE, LSAN_SUPPRESSIONS, MOSQUITTO, MOSQUITTO_PUB,
                          MOSQUITTO_SUB, PLUGIN_SO, PRELOAD, REPO, TIME_SCALE)
 from harness_jwt import make_jwt
-from harness_mqtt import Broker, BrokerExited, MqttSubscriber, publish_lines, run_pub
+from harness_mqtt import (Broker, BrokerExited, MqttSubscriber, core_destination, publish_lines,
+                          run_pub)
 from harness_procs import (cpu_seconds, free_port, listening, raise_nofile_limit, read_text,
                            rss_kib, scaled, set_nofile_limit, stop_process, wait_until)
 from harness_sse import (ISO_MS_UTC, Event, Reactor, SSEClient, assert_quiet, compact,
@@ -69,7 +71,7 @@ __all__ = [
     # harness_jwt
     "make_jwt",
     # harness_mqtt
-    "Broker", "BrokerExited", "MqttSubscriber", "run_pub", "publish_lines",
+    "Broker", "BrokerExited", "MqttSubscriber", "run_pub", "publish_lines", "core_destination",
     # harness_bridge
     "HttpResponse", "http_request", "answer_complete", "send_while_reading", "parse_metrics",
     "default_opts", "BridgeHttp",

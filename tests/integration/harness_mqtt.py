@@ -3,6 +3,7 @@
 with mosquitto_pub (run_pub, publish_lines)."""
 
 import os
+import resource
 import subprocess
 
 from harness_env import MOSQUITTO, MOSQUITTO_PUB, MOSQUITTO_SUB
@@ -33,6 +34,24 @@ def publish_lines(port, topic, payloads, qos=1):
             b"\n".join(lines) + b"\n")
 
 
+def core_destination():
+    """Where the kernel puts a core dump: (kernel.core_pattern, a note). A
+    pattern without '/' names a file in the crashing process's working
+    directory; one that starts with '|' hands the core to a program (systemd-
+    coredump, apport), which keeps it where that program says."""
+    try:
+        with open("/proc/sys/kernel/core_pattern") as f:
+            pattern = f.read().strip()
+    except OSError as e:
+        return None, "kernel.core_pattern unreadable (%s)" % e
+    if pattern.startswith("|"):
+        return pattern, "cores are piped to %s (see its own store, e.g. coredumpctl)" % \
+            pattern[1:].split()[0]
+    if "/" in pattern:
+        return pattern, "cores are written to %s" % pattern
+    return pattern, "cores are written to the broker's working directory as %s" % pattern
+
+
 class BrokerExited(AssertionError):
     """mosquitto ended while it was expected to start."""
 
@@ -41,7 +60,10 @@ class Broker:
     """A mosquitto on a free loopback port, with a generated config in workdir.
     extra_conf lines are appended to the config, then plugin_conf lines (the
     plugin form's); env holds more environment variables for the process (the
-    plugin form's LD_PRELOAD), nofile_limit its soft RLIMIT_NOFILE."""
+    plugin form's LD_PRELOAD), nofile_limit its soft RLIMIT_NOFILE. With
+    core_dir set, the broker runs in that directory with RLIMIT_CORE
+    unlimited: a crash leaves its core there when kernel.core_pattern is a
+    plain file name (see core_destination())."""
 
     def __init__(self, workdir, extra_conf=None):
         self.workdir = workdir
@@ -52,6 +74,7 @@ class Broker:
         self.plugin_conf = []
         self.env = {}
         self.nofile_limit = None
+        self.core_dir = None
         self.proc = None
         self._log = None
         self._started_once = False
@@ -81,6 +104,10 @@ class Broker:
 
     def _preexec(self):
         set_nofile_limit(self.nofile_limit)
+        if self.core_dir:
+            resource.setrlimit(resource.RLIMIT_CORE,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            os.chdir(self.core_dir)
 
     def _spawn(self):
         assert self.proc is None, "broker already running"
