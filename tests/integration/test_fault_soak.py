@@ -551,9 +551,9 @@ class FaultSoak(BridgeTestCase):
 
     def soak(self, rounds):
         pattern, where = core_destination()
-        # every stream of a round opens at once from 127.0.0.1: no limit of
-        # unfinished requests per address (the trickle tests of the hostile
-        # suite prove that limit)
+        # a round opens its streams all at once from eight loopback addresses,
+        # far more than max_pending_per_address each: no such limit here (the
+        # trickle tests of the hostile suite prove it)
         b = self.new_bridge(max_connections=max(10000, 2 * STREAMS), max_queue_bytes=MAX_QUEUE,
                             max_memory=MAX_MEMORY, log_level="debug", max_pending_per_address=0)
         b.nofile_limit = 2 * STREAMS + 1024
