@@ -32,7 +32,19 @@ struct sb_mqtt {
   int presence_mid;  /* the look at our retained presence records (not counted) */
   int presence_unsub_mid;
   int wakefd;        /* eventfd: publishes, subscribes and stop wake the client's poll */
-  int messages;      /* on_message calls in the current read (client thread only) */
+  int messages;      /* on_message calls in the current read (the socket's owner) */
+  /* Who drives the socket once connected: the client thread, or the
+   * server's loop (hand_over), which gives it back when the connection ends
+   * (loop_rc says how) or when the loop itself ends (loop_released). */
+  atomic_int owner;
+  atomic_int loop_released;
+  int loop_rc;
+  int loop_gone;     /* the loop ended or refused the socket (client thread only) */
+  /* the server's loop thread only, while it owns the socket */
+  int loop_fd;
+  unsigned loop_events;
+  int write_due;     /* something was queued for the broker */
+  long long next_misc;
   /* publishes at QoS 1 or 2 the broker has not acknowledged yet; libmosquitto
    * also calls on_publish for a QoS 0 publish once written, which counts
    * down as well (with mqtt_qos 0, stop may wait less than it should) */
@@ -46,6 +58,11 @@ struct sb_mqtt {
   size_t current; /* the broker in use or being tried (client thread only) */
 };
 
+/* The server's loop drives the connected socket (below). */
+static void on_ready(void *ctx, unsigned events);
+static long long on_tick(void *ctx, long long now);
+static void on_released(void *ctx);
+
 #define BACKOFF_MIN_S 1
 #define BACKOFF_MAX_S 30
 /* A connection that lasted this long is followed by an attempt on the next
@@ -58,6 +75,10 @@ struct sb_mqtt {
 /* The most packets the client reads before it writes what they queued (the
  * PUBACKs among them) and looks at the rest of its work again. */
 #define READ_BATCH 64
+/* How often the loop gives libmosquitto's keepalive a look. */
+#define MISC_MS 1000
+
+enum { OWNER_THREAD, OWNER_LOOP };
 
 /* " (mqtt_host entry i of n)" when there is more than one broker, else "". */
 static const char *which(struct sb_mqtt *m)
@@ -300,6 +321,7 @@ struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,
   }
   if (parse_hosts(m, err))
     goto fail;
+  sb_server_set_source(b, &(struct sb_server_source){on_ready, on_tick, on_released, m});
   mosquitto_lib_init();
   /* the final id may need the bound HTTP port: set again at start */
   if (configure(m, *cfg->mqtt_client_id ? cfg->mqtt_client_id : "mqtt-sse-bridge", err))
@@ -371,29 +393,28 @@ static void wake(struct sb_mqtt *m)
   }
 }
 
-/* Reads what the broker sent, up to READ_BATCH packets, and hands the
- * events to the server's loop with one wake-up; stops early at a read that
- * delivered no message (the socket may be drained: poll says).
+/* Reads what the broker sent, up to READ_BATCH packets; stops early at a
+ * read that delivered no message (the socket may be drained: poll says).
  * libmosquitto, in threaded mode, queues the PUBACK of each message after
- * on_message has journaled it; they are all written after the batch (turn).
- * Returns a libmosquitto code. Client thread. */
+ * on_message has journaled it; they are all written after the batch.
+ * Returns a libmosquitto code. The socket's owner. */
 static int read_batch(struct sb_mqtt *m)
 {
   int rc = MOSQ_ERR_SUCCESS;
 
-  sb_server_ingest_hold(m->b);
   for (int i = 0; i < READ_BATCH; i++) {
     m->messages = 0;
     rc = mosquitto_loop_read(m->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS || m->messages == 0)
       break;
   }
-  sb_server_ingest_release(m->b);
   return rc;
 }
 
 /* One turn of the client's loop once the broker has accepted the connection
- * (mosquitto_loop does the connecting, TLS handshake included): waits up to a
+ * while the server's loop does not drive it (before the hand-over, after the
+ * server's loop ended; mosquitto_loop does the connecting, TLS handshake
+ * included): waits up to a
  * second for the socket or a wake-up, reads a batch, keeps the connection
  * alive and writes what is queued. Unlike mosquitto_loop, which reads one
  * packet per wake-up and waits again before it writes the PUBACK, a burst of
@@ -414,13 +435,159 @@ static int turn(struct sb_mqtt *m)
   if ((p[1].revents & POLLIN) && read(m->wakefd, &n, sizeof(n)) < 0) {
     /* taken by nobody else: EAGAIN cannot happen after POLLIN */
   }
-  if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && (rc = read_batch(m)) != MOSQ_ERR_SUCCESS)
-    return rc;
+  if (p[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+    /* the batch's events reach the server's loop with one wake-up */
+    sb_server_ingest_hold(m->b);
+    rc = read_batch(m);
+    sb_server_ingest_release(m->b);
+    if (rc != MOSQ_ERR_SUCCESS)
+      return rc;
+  }
   if ((rc = mosquitto_loop_misc(m->mosq)) != MOSQ_ERR_SUCCESS)
     return rc;
   if (mosquitto_want_write(m->mosq))
     return mosquitto_loop_write(m->mosq, 1);
   return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- the connection on the server's loop ----------------------------------
+ *
+ * Once the broker has accepted the connection, the client thread hands the
+ * socket to the server's loop (hand_over), which reads the messages, and so
+ * journals and delivers their events, and writes the PUBACKs, all on its own
+ * thread: a message costs no hop between threads and no wake-up of its own.
+ * The loop gives the socket back when the connection ends (give_back); the
+ * client thread then reconnects as before. Ownership moves through m->owner
+ * only: the other thread does not touch the socket meanwhile. */
+
+/* Loop thread: the connection ended on the loop (rc, or the socket was
+ * closed: a DISCONNECT written, a keepalive missed): the client thread takes
+ * over to reconnect. */
+static void give_back(struct sb_mqtt *m, int rc)
+{
+  sb_server_source_unwatch(m->b, mosquitto_socket(m->mosq) == m->loop_fd);
+  m->loop_rc = rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_NO_CONN : rc;
+  atomic_store(&m->owner, OWNER_THREAD);
+  wake(m);
+}
+
+/* Loop thread: writes what is queued for the broker and watches the socket
+ * for writing while some of it waits. Returns a libmosquitto code. */
+static int flush(struct sb_mqtt *m)
+{
+  unsigned ev;
+  int rc = MOSQ_ERR_SUCCESS;
+
+  m->write_due = 0;
+  if (mosquitto_want_write(m->mosq))
+    rc = mosquitto_loop_write(m->mosq, 1);
+  if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) != m->loop_fd)
+    return rc;
+  ev = SB_SOURCE_IN | (mosquitto_want_write(m->mosq) ? SB_SOURCE_OUT : 0);
+  if (ev != m->loop_events && sb_server_source_watch(m->b, m->loop_fd, ev) == 0)
+    m->loop_events = ev;
+  return rc;
+}
+
+/* Loop thread: the socket is ready. A batch is read (its events reach the
+ * hub as this returns); the PUBACKs it queued are written on the loop's next
+ * turn (tick), after the events went out to their streams. */
+static void on_ready(void *ctx, unsigned events)
+{
+  struct sb_mqtt *m = ctx;
+  int rc = MOSQ_ERR_SUCCESS;
+
+  if (atomic_load(&m->owner) != OWNER_LOOP)
+    return;
+  if (events & (SB_SOURCE_IN | SB_SOURCE_ERR)) {
+    rc = read_batch(m);
+    m->write_due = 1;
+  }
+  if (rc == MOSQ_ERR_SUCCESS && (events & SB_SOURCE_OUT || events == 0))
+    rc = flush(m);
+  if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) != m->loop_fd)
+    give_back(m, rc);
+}
+
+/* Loop thread, each turn: writes what was queued (PUBACKs, publishes,
+ * subscriptions) and, every MISC_MS, lets libmosquitto keep the connection
+ * alive. */
+static long long on_tick(void *ctx, long long now)
+{
+  struct sb_mqtt *m = ctx;
+  int rc = MOSQ_ERR_SUCCESS;
+
+  if (atomic_load(&m->owner) != OWNER_LOOP)
+    return -1;
+  if (now >= m->next_misc) {
+    m->next_misc = now + MISC_MS;
+    rc = mosquitto_loop_misc(m->mosq);
+    m->write_due = 1;
+  }
+  if (rc == MOSQ_ERR_SUCCESS && m->write_due)
+    rc = flush(m);
+  if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) != m->loop_fd) {
+    give_back(m, rc);
+    return -1;
+  }
+  return m->next_misc - now;
+}
+
+/* Loop thread: the server's loop ends with the socket in hand; the client
+ * thread drives it from now on (the last presence records of a stop go out
+ * that way). */
+static void on_released(void *ctx)
+{
+  struct sb_mqtt *m = ctx;
+
+  atomic_store(&m->loop_released, 1);
+  atomic_store(&m->owner, OWNER_THREAD);
+  wake(m);
+}
+
+/* Client thread: hands the connected socket to the server's loop. Returns 1
+ * if the loop took it, 0 if the client thread keeps it (the loop has ended
+ * or is ending: it never takes it again). */
+static int hand_over(struct sb_mqtt *m)
+{
+  int fd = mosquitto_socket(m->mosq);
+
+  if (fd < 0)
+    return 0;
+  m->loop_fd = fd;
+  m->write_due = 1;
+  m->next_misc = 0;
+  /* watched for writing too at first: what was queued before the loop owned
+   * the socket is written at once (flush then watches for reading only) */
+  m->loop_events = SB_SOURCE_IN | SB_SOURCE_OUT;
+  atomic_store(&m->owner, OWNER_LOOP);
+  if (sb_server_source_watch(m->b, fd, SB_SOURCE_IN | SB_SOURCE_OUT) == 0)
+    return 1;
+  atomic_store(&m->owner, OWNER_THREAD);
+  m->loop_gone = 1;
+  return 0;
+}
+
+/* Client thread, while the loop owns the socket: waits up to a second for
+ * it to give the socket back. Returns MOSQ_ERR_SUCCESS while the connection
+ * lasts, else how it ended. A stop meanwhile asks the loop to write the
+ * DISCONNECT (sb_mqtt_stop queued it). */
+static int await_loop(struct sb_mqtt *m)
+{
+  struct pollfd p = {m->wakefd, POLLIN, 0};
+  uint64_t n;
+
+  if (atomic_load(&m->owner) == OWNER_LOOP && poll(&p, 1, 1000) > 0 &&
+      read(m->wakefd, &n, sizeof(n)) < 0) {
+    /* taken by nobody else: EAGAIN cannot happen after POLLIN */
+  }
+  if (atomic_load(&m->owner) == OWNER_LOOP)
+    return MOSQ_ERR_SUCCESS;
+  if (atomic_load(&m->loop_released)) {
+    m->loop_gone = 1;
+    return MOSQ_ERR_SUCCESS;
+  }
+  return m->loop_rc;
 }
 
 /* The client thread. It connects to the first broker of mqtt_host that
@@ -454,9 +621,14 @@ static void *run(void *arg)
       break;
     atomic_store(&m->was_up, 0);
     since = now_s();
-    do
-      rc = atomic_load(&m->connected) ? turn(m) : mosquitto_loop(m->mosq, 1000, 1);
-    while (rc == MOSQ_ERR_SUCCESS);
+    do {
+      if (atomic_load(&m->owner) == OWNER_LOOP)
+        rc = await_loop(m);
+      else if (!atomic_load(&m->connected))
+        rc = mosquitto_loop(m->mosq, 1000, 1);
+      else if ((rc = turn(m)) == MOSQ_ERR_SUCCESS && !m->loop_gone && !atomic_load(&m->stopping))
+        hand_over(m);
+    } while (rc == MOSQ_ERR_SUCCESS);
     sb_server_set_upstream(m->b, 0);
     sb_server_set_broker(m->b, NULL);
     if (atomic_load(&m->stopping))
@@ -482,6 +654,17 @@ static void *run(void *arg)
   return NULL;
 }
 
+/* Something was queued for the broker by the server's loop thread (or the
+ * thread that stopped it): whoever drives the socket writes it, the loop on
+ * its next turn, else the client thread, woken. */
+static void queued(struct sb_mqtt *m)
+{
+  if (atomic_load(&m->owner) == OWNER_LOOP)
+    m->write_due = 1;
+  else
+    wake(m);
+}
+
 /* The server's publisher (its loop thread): an event of POST /api/publish
  * at mqtt_qos, a retained presence record at QoS 1. Returns 0, SB_ESTATE
  * while the broker is away, or SB_EIO. */
@@ -495,7 +678,7 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
   if (qos > 0)
     atomic_fetch_add(&m->unacked, 1);
   rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
-  wake(m);
+  queued(m);
   if (rc != MOSQ_ERR_SUCCESS) {
     if (qos > 0)
       atomic_fetch_sub(&m->unacked, 1);
@@ -517,7 +700,7 @@ static int subscribe(void *ctx, const char *filter, int on)
     return 0; /* the server subscribes again once connected */
   rc = on ? mosquitto_subscribe(m->mosq, NULL, filter, m->cfg->mqtt_qos)
           : mosquitto_unsubscribe(m->mosq, NULL, filter);
-  wake(m);
+  queued(m);
   if (rc == MOSQ_ERR_NO_CONN)
     return 0;
   return rc == MOSQ_ERR_SUCCESS ? 0 : SB_EIO;
@@ -573,6 +756,7 @@ void sb_mqtt_stop(struct sb_mqtt *m)
   while (!atomic_load(&m->done)) {
     mosquitto_disconnect(m->mosq);
     wake(m);
+    sb_server_source_kick(m->b); /* the loop writes it, if it owns the socket */
     nanosleep(&slice, NULL);
   }
   pthread_join(m->thread, NULL);

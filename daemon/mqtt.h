@@ -10,9 +10,13 @@
  * connection that lasted, then 1 s doubling to 30 s after each round of the
  * list that found none), always with the same client id, so that a cluster
  * that keeps the persistent session hands it over.
- * The client runs on a thread of its own (libmosquitto's loop);
- * sb_server_ingest() is thread-safe, and libmosquitto's publish and
- * subscribe may be called from the server's loop thread (threaded mode).
+ * The client connects, and reconnects, on a thread of its own; once the
+ * broker has accepted the connection it hands the socket to the server's
+ * loop (sb_server_source_watch), which reads the messages, journals and
+ * delivers their events and writes their acknowledgements on its own thread,
+ * and gives the socket back when the connection or the loop ends.
+ * libmosquitto's publish and subscribe are called from the server's loop
+ * thread (threaded mode: they queue, the socket's owner writes).
  * The functions below are for the daemon's main thread. */
 #ifndef SB_MQTT_H
 #define SB_MQTT_H
@@ -23,7 +27,8 @@
 
 struct sb_mqtt;
 
-/* Returns a client for cfg feeding b, not yet connecting, or NULL with err
+/* Returns a client for cfg feeding b (it registers itself as b's source:
+ * call before sb_server_start()), not yet connecting, or NULL with err
  * naming the option at fault (a bad mqtt_host entry among them). cfg, b and log are borrowed and must outlive
  * the client; free it with sb_mqtt_free(). */
 struct sb_mqtt *sb_mqtt_new(const struct sb_config *cfg, struct sb_server *b,

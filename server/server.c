@@ -43,6 +43,10 @@
 /* epoll data of the loop's own descriptors (stream sockets use their fd). */
 #define TAG_INTAKE (UINT64_MAX)
 #define TAG_HTTP (UINT64_MAX - 1)
+#define TAG_SOURCE (UINT64_MAX - 2)
+
+/* The source's descriptor (sb_server_source_watch), under the lock. */
+enum source_state { SOURCE_NONE, SOURCE_WATCHED, SOURCE_CLOSED /* the loop has ended */ };
 
 /* An event on its way from the intake thread to the loop thread. */
 struct pending {
@@ -89,6 +93,11 @@ struct sb_server {
   struct reload *reload;
   atomic_int held;          /* sb_server_ingest_hold: wake-ups wait for the release */
   atomic_int owed;          /* a wake-up held back */
+
+  struct sb_server_source source;
+  atomic_int source_state;  /* enum source_state; changed under the lock */
+  int source_fd;
+  atomic_int source_kicked;
 
   atomic_llong refusal_logged;       /* monotonic ms of the last refusal line; 0: none */
   atomic_ullong refusals_unlogged;   /* events refused for memory since that line */
@@ -266,6 +275,7 @@ struct sb_server *sb_server_new(const struct sb_config *cfg, const struct sb_log
     return NULL;
   }
   b->epfd = b->evfd = -1;
+  b->source_state = SOURCE_CLOSED; /* until the loop runs */
   sb_list_init(&b->pending);
   pthread_mutex_init(&b->lock, NULL);
   pthread_cond_init(&b->reloaded, NULL);
@@ -312,6 +322,48 @@ void sb_server_set_mqtt(struct sb_server *b, const struct sb_mqtt_ops *ops)
   b->ops = *ops;
 }
 
+void sb_server_set_source(struct sb_server *b, const struct sb_server_source *src)
+{
+  b->source = *src;
+}
+
+static uint32_t epoll_events(unsigned events)
+{
+  return ((events & SB_SOURCE_IN) ? EPOLLIN : 0) | ((events & SB_SOURCE_OUT) ? EPOLLOUT : 0);
+}
+
+int sb_server_source_watch(struct sb_server *b, int fd, unsigned events)
+{
+  struct epoll_event ev = {.events = epoll_events(events), .data.u64 = TAG_SOURCE};
+  int rc = 0;
+
+  pthread_mutex_lock(&b->lock);
+  if (atomic_load(&b->stopping) || b->source_state == SOURCE_CLOSED || !b->source.ready) {
+    rc = SB_ESTATE;
+  } else if (b->source_state == SOURCE_WATCHED && b->source_fd == fd) {
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+      rc = SB_EIO;
+  } else if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    rc = SB_EIO;
+  } else {
+    b->source_fd = fd;
+    b->source_state = SOURCE_WATCHED;
+  }
+  pthread_mutex_unlock(&b->lock);
+  return rc;
+}
+
+void sb_server_source_unwatch(struct sb_server *b, int open)
+{
+  pthread_mutex_lock(&b->lock);
+  if (b->source_state == SOURCE_WATCHED) {
+    if (open)
+      epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->source_fd, NULL);
+    b->source_state = SOURCE_NONE;
+  }
+  pthread_mutex_unlock(&b->lock);
+}
+
 const char *sb_server_subscription(const struct sb_server *b)
 {
   return b->subscription;
@@ -332,6 +384,12 @@ static void wake_loop(struct sb_server *b)
   uint64_t one = 1;
   if (b->evfd >= 0 && write(b->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
     SB_LOG(&b->log, SB_LOG_ERROR, "[SSE] cannot wake the server loop: %s", strerror(errno));
+}
+
+void sb_server_source_kick(struct sb_server *b)
+{
+  atomic_store(&b->source_kicked, 1);
+  wake_loop(b);
 }
 
 const char *sb_server_presence_filter(const struct sb_server *b)
@@ -534,16 +592,13 @@ static void list_take_all(struct sb_list *from, struct sb_list *to)
 
 /* Loop thread: publishes every queued event, in arrival order, and takes a
  * reload or a new MQTT connection. */
-static void drain(struct sb_server *b)
+static void take(struct sb_server *b)
 {
   struct sb_list queue, *l, *tmp;
   struct reload *r;
-  uint64_t n;
   long long now = sb_clock_mono_ms();
   int per_user = b->cfg.subscribe_mode == SB_SUBSCRIBE_PER_USER;
 
-  if (read(b->evfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-    return;
   pthread_mutex_lock(&b->lock);
   list_take_all(&b->pending, &queue);
   r = b->reload;
@@ -579,6 +634,49 @@ static void drain(struct sb_server *b)
     announce(b);
 }
 
+/* Loop thread: the loop was woken (an event queued by another thread, a
+ * reload, a kick of the source). */
+static void drain(struct sb_server *b)
+{
+  uint64_t n;
+
+  if (read(b->evfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+    return;
+  take(b);
+  if (atomic_exchange(&b->source_kicked, 0) && b->source_state == SOURCE_WATCHED)
+    b->source.ready(b->source.ctx, 0);
+}
+
+/* Loop thread: the source's descriptor is ready. What it ingests waits for
+ * the end of the call and is then taken at once (ingest sees the hold and
+ * writes no wake-up). */
+static void run_source(struct sb_server *b, uint32_t events)
+{
+  unsigned ev = ((events & EPOLLIN) ? SB_SOURCE_IN : 0) | ((events & EPOLLOUT) ? SB_SOURCE_OUT : 0) |
+                ((events & (EPOLLERR | EPOLLHUP)) ? SB_SOURCE_ERR : 0);
+
+  atomic_store(&b->held, 1);
+  b->source.ready(b->source.ctx, ev);
+  atomic_store(&b->held, 0);
+  if (atomic_exchange(&b->owed, 0))
+    take(b);
+}
+
+/* Loop thread, as the loop ends: the source's descriptor is handed back. */
+static void close_source(struct sb_server *b)
+{
+  int was;
+
+  pthread_mutex_lock(&b->lock);
+  was = b->source_state == SOURCE_WATCHED;
+  if (was)
+    epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->source_fd, NULL);
+  b->source_state = SOURCE_CLOSED;
+  pthread_mutex_unlock(&b->lock);
+  if (was)
+    b->source.released(b->source.ctx);
+}
+
 static void free_pending(struct sb_server *b)
 {
   struct sb_list *l, *tmp;
@@ -609,6 +707,11 @@ static void *loop(void *arg)
     sb__http_run(b->http);
     /* Asked again, as that run may have registered streams. */
     t = sb_hub_tick(b->hub, now);
+    if (b->source_state == SOURCE_WATCHED && b->source.tick) {
+      h = b->source.tick(b->source.ctx, now);
+      if (h >= 0 && (t < 0 || h < t))
+        t = h;
+    }
     if (deadline) {
       sb_hub_gauges(b->hub, &g);
       if (g.connections == 0 || now >= deadline)
@@ -628,6 +731,8 @@ static void *loop(void *arg)
     for (int i = 0; i < n; i++) {
       if (evs[i].data.u64 == TAG_INTAKE)
         drain(b);
+      else if (evs[i].data.u64 == TAG_SOURCE)
+        run_source(b, evs[i].events);
       else if (evs[i].data.u64 < SB__HTTP_TAG_MIN)
         sb__http_on_socket(b->http, evs[i].data.u64, evs[i].events);
     }
@@ -637,6 +742,7 @@ static void *loop(void *arg)
       deadline = sb_clock_mono_ms() + STOP_GRACE_MS;
     }
   }
+  close_source(b);
   sb_hub_gauges(b->hub, &g);
   if (g.connections)
     SB_LOG(&b->log, SB_LOG_WARNING, "[SSE] %zu stream(s) did not end in time; closing them",
@@ -687,8 +793,11 @@ int sb_server_start(struct sb_server *b, struct sb_err *err)
   ev.data.u64 = TAG_INTAKE;
   epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->evfd, &ev);
   ev.data.u64 = TAG_HTTP;
+  /* the source may be watched from now on; the loop's end closes it */
+  b->source_state = SOURCE_NONE;
   if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, sb__http_fd(b->http), &ev) != 0 ||
       pthread_create(&b->thread, NULL, loop, b) != 0) {
+    b->source_state = SOURCE_CLOSED;
     sb_err_set(err, "cannot start the server thread: %s", strerror(errno));
     sb__http_stop(b->http);
     b->http = NULL;

@@ -108,6 +108,46 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
 void sb_server_ingest_hold(struct sb_server *b);
 void sb_server_ingest_release(struct sb_server *b);
 
+/* A descriptor of the MQTT side that the loop watches: the daemon hands its
+ * broker socket to the loop once connected, so that a message is read, its
+ * event journaled and delivered, and its acknowledgement written on one
+ * thread, without a hop between threads. The callbacks run on the loop
+ * thread, only while the descriptor is watched. */
+struct sb_server_source {
+  /* The descriptor is ready: events is a mix of SB_SOURCE_IN, SB_SOURCE_OUT
+   * and SB_SOURCE_ERR (0: sb_server_source_kick() asked). What it ingests
+   * meanwhile reaches the hub as it returns, with no wake-up of its own. */
+  void (*ready)(void *ctx, unsigned events);
+  /* Each turn of the loop: does what is due at now_ms (monotonic) and
+   * returns how many ms until it next needs a turn (-1: no need). */
+  long long (*tick)(void *ctx, long long now_ms);
+  /* The loop ends (sb_server_stop) while the descriptor is watched: it is
+   * no longer, and the MQTT side drives it by itself from now on. */
+  void (*released)(void *ctx);
+  void *ctx;
+};
+
+#define SB_SOURCE_IN 1u
+#define SB_SOURCE_OUT 2u
+#define SB_SOURCE_ERR 4u
+
+/* Sets the source's callbacks (copied). Call before sb_server_start(). */
+void sb_server_set_source(struct sb_server *b, const struct sb_server_source *src);
+
+/* Watches fd for events (SB_SOURCE_IN, SB_SOURCE_OUT), or changes what it is
+ * watched for. Returns 0, or SB_ESTATE when the loop is not running or is
+ * ending (the caller keeps the descriptor), or SB_EIO. Any thread. */
+int sb_server_source_watch(struct sb_server *b, int fd, unsigned events);
+
+/* Stops watching the source's descriptor: open says whether it is still
+ * open (a closed one left the loop's epoll set with its close, and its
+ * number may be another descriptor's already). Loop thread. */
+void sb_server_source_unwatch(struct sb_server *b, int open);
+
+/* Has the loop call ready(ctx, 0) soon while the descriptor is watched.
+ * Any thread. */
+void sb_server_source_kick(struct sb_server *b);
+
 /* Says whether the MQTT side is up (for /healthz and /metrics). Any thread.
  * Going up also makes the loop publish the instance's presence again and, in
  * per_user mode, subscribe every user it holds again. */
