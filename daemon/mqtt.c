@@ -28,7 +28,7 @@ struct sb_mqtt {
   atomic_int connected;
   atomic_int was_up; /* subscribed during the current connection */
   int per_user;      /* subscribe_mode per_user: the server asks per user */
-  int subscriptions; /* filters acknowledged (client thread only) */
+  int subscriptions; /* filters acknowledged (the socket's owner) */
   int presence_mid;  /* the look at our retained presence records (not counted) */
   int presence_unsub_mid;
   int wakefd;        /* eventfd: publishes, subscribes and stop wake the client's poll */

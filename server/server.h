@@ -103,8 +103,9 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
  * sb_server_ingest_release(), which wakes the loop once if anything waits:
  * an intake that reads a burst of messages hands it over with one wake-up.
  * Events are journaled and queued as always, only seen by the loop later.
- * For a server fed by one intake thread (the daemon's client thread), which
- * calls both. */
+ * For a server fed by one intake thread (the daemon's client thread, until
+ * it hands its socket to the loop: sb_server_source_watch), which calls
+ * both. */
 void sb_server_ingest_hold(struct sb_server *b);
 void sb_server_ingest_release(struct sb_server *b);
 
