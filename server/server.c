@@ -338,11 +338,12 @@ int sb_server_source_watch(struct sb_server *b, int fd, unsigned events)
   int rc = 0;
 
   pthread_mutex_lock(&b->lock);
-  if (atomic_load(&b->stopping) || b->source_state == SOURCE_CLOSED || !b->source.ready) {
-    rc = SB_ESTATE;
-  } else if (b->source_state == SOURCE_WATCHED && b->source_fd == fd) {
+  if (b->source_state == SOURCE_WATCHED && b->source_fd == fd) {
+    /* a change of what it waits for, also while the loop is ending */
     if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
       rc = SB_EIO;
+  } else if (atomic_load(&b->stopping) || b->source_state == SOURCE_CLOSED || !b->source.ready) {
+    rc = SB_ESTATE;
   } else if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     rc = SB_EIO;
   } else {
