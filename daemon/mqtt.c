@@ -550,7 +550,7 @@ static void on_released(void *ctx)
  * or is ending: it never takes it again). */
 static int hand_over(struct sb_mqtt *m)
 {
-  int fd = mosquitto_socket(m->mosq);
+  int fd = mosquitto_socket(m->mosq), rc;
 
   if (fd < 0)
     return 0;
@@ -561,10 +561,14 @@ static int hand_over(struct sb_mqtt *m)
    * the socket is written at once (flush then watches for reading only) */
   m->loop_events = SB_SOURCE_IN | SB_SOURCE_OUT;
   atomic_store(&m->owner, OWNER_LOOP);
-  if (sb_server_source_watch(m->b, fd, SB_SOURCE_IN | SB_SOURCE_OUT) == 0)
+  if ((rc = sb_server_source_watch(m->b, fd, SB_SOURCE_IN | SB_SOURCE_OUT)) == 0)
     return 1;
   atomic_store(&m->owner, OWNER_THREAD);
   m->loop_gone = 1;
+  if (rc != SB_ESTATE) /* not the loop ending: say why the thread keeps it */
+    SB_LOG(m->log, SB_LOG_WARNING,
+           "[MQTT] The server's loop cannot watch the broker connection (%s); "
+           "the MQTT thread drives it", strerror(errno));
   return 0;
 }
 

@@ -54,5 +54,5 @@ cmake --build build-fuzz -j"$jobs"
 echo "== TSan build"
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}
-ctest_args=(-L integration -R '^integration_(delivery|replay|resilience|hostile|auth|presence|journal|reload|publish|fault_restart)_')
+ctest_args=(-R '^(integration_(delivery|replay|resilience|hostile|auth|presence|journal|reload|publish|fault_restart)_|unit_source$)')
 run_suite build-tsan -DSB_TSAN=ON
