@@ -1,6 +1,9 @@
 // Browser-test harness: a real mosquitto on a free loopback port with a
 // generated config, the mqtt-sse-bridge daemon against it (JWT auth), HS256
 // tokens, and mosquitto_pub. The JS counterpart of tests/integration/harness.py.
+// The harness of clients/js's server tests (clients/js/test/server/harness.js)
+// builds on its processes (Proc, Broker) and helpers: so this module imports
+// node's own modules only, and playwright-core when launchChromium() runs.
 //
 // Environment:
 //   SB_BRIDGE_BIN    the daemon (default <repo>/build/bridge/mqtt-sse-bridge)
@@ -76,13 +79,14 @@ function canConnect(port) {
   });
 }
 
-/** Polls fn until it returns a truthy value; returns it. Throws naming what after timeout ms. */
+/** Polls fn until it returns a truthy value; returns it. Throws naming what, and the last value, after timeout ms. */
 export async function waitUntil(fn, timeout, what, interval = 50) {
   const deadline = Date.now() + scaled(timeout);
+  let last;
   for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${scaled(timeout)}ms waiting for ${what}`);
+    last = await fn();
+    if (last) return last;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${scaled(timeout)}ms waiting for ${what} (last: ${JSON.stringify(last)})`);
     await sleep(interval);
   }
 }
@@ -97,7 +101,7 @@ function tail(file, lines = 150) {
 }
 
 /** A process whose output goes to a log file; stop() sends SIGTERM and waits. */
-class Proc {
+export class Proc {
   constructor(name, logPath) {
     this.name = name;
     this.logPath = logPath;
@@ -105,10 +109,11 @@ class Proc {
     this.exit = null;
   }
 
-  spawn(cmd, args) {
+  /** Starts cmd with args, its environment ours with env's variables over it. */
+  spawn(cmd, args, env) {
     const fd = fs.openSync(this.logPath, 'a');
     fs.writeSync(fd, `---- harness: ${cmd} ${args.join(' ')}\n`);
-    this.child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+    this.child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: env ? { ...process.env, ...env } : process.env });
     fs.closeSync(fd);
     this.exit = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -130,6 +135,7 @@ class Proc {
     return this.exit;
   }
 
+  /** SIGTERM, then SIGKILL after timeout ms; waits. Idempotent. */
   async stop(timeout = 15000) {
     if (!this.child) return null;
     const child = this.child;
@@ -146,19 +152,26 @@ class Proc {
   }
 }
 
+/** mosquitto on a free loopback port with a generated config (confLines()), run
+ *  with env's variables over our environment (undefined: none). */
 export class Broker extends Proc {
-  constructor(workdir) {
-    super('mosquitto', path.join(workdir, 'mosquitto.log'));
+  constructor(workdir, name = 'mosquitto') {
+    super(name, path.join(workdir, `${name}.log`));
     this.workdir = workdir;
     this.port = null;
-    this.confPath = path.join(workdir, 'mosquitto.conf');
+    this.confPath = path.join(workdir, `${name}.conf`);
+    this.env = undefined;
   }
 
-  async start() {
-    if (!this.port) this.port = await freePort();
+  get url() {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** The lines of the config: the listener, anonymous clients, no persistence, everything logged. */
+  confLines() {
     let user = 'root';
     try { user = os.userInfo().username; } catch { /* keep root */ }
-    fs.writeFileSync(this.confPath, [
+    return [
       `listener ${this.port} 127.0.0.1`,
       'allow_anonymous true',
       'persistence false',
@@ -169,9 +182,13 @@ export class Broker extends Proc {
       'log_timestamp true',
       'connection_messages true',
       'max_queued_messages 100000',
-      '',
-    ].join('\n'));
-    this.spawn(MOSQUITTO, ['-c', this.confPath]);
+    ];
+  }
+
+  async start() {
+    if (!this.port) this.port = await freePort();
+    fs.writeFileSync(this.confPath, this.confLines().join('\n') + '\n');
+    this.spawn(MOSQUITTO, ['-c', this.confPath], this.env);
     await waitUntil(async () => {
       if (!this.running) throw new Error(`mosquitto exited at start:\n${this.logs()}`);
       return canConnect(this.port);

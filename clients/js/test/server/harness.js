@@ -13,138 +13,34 @@
 //   SB_PRELOAD      sanitizer runtimes mosquitto preloads to load a sanitized plugin
 //   SB_TIME_SCALE   multiplies every timeout (slow machines, sanitizers)
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import mqtt from 'mqtt';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const REPO = path.resolve(HERE, '..', '..', '..', '..');
+// The processes, the tools and the waiting are the browser tests' (a module
+// of node's own modules only: nothing of tests/browser/node_modules).
+import {
+  BRIDGE_BIN, Broker as BaseBroker, Proc, REPO, freePort, makeWorkdir as makeDir, scaled, sleep, waitUntil,
+} from '../../../../tests/browser/lib/harness.js';
+
+export { REPO, freePort, scaled, sleep, waitUntil };
 export const FORM = process.env.SB_FORM || 'daemon';
-export const BRIDGE_BIN = process.env.SB_BRIDGE_BIN || path.join(REPO, 'build', 'bridge', 'mqtt-sse-bridge');
 export const PLUGIN = path.resolve(process.env.SB_PLUGIN || path.join(REPO, 'build', 'plugin', 'mosquitto_sse.so'));
-export const TIME_SCALE = Number(process.env.SB_TIME_SCALE || '1') || 1;
 const PRELOAD = (process.env.SB_PRELOAD || '').split(/[:\s]+/).filter(Boolean);
 const LSAN_SUPPRESSIONS = path.join(REPO, 'tests', 'integration', 'lsan-mosquitto.supp');
 
-function findTool(name, env) {
-  if (process.env[env]) return process.env[env];
-  for (const dir of (process.env.PATH || '').split(':').concat(['/usr/sbin', '/usr/local/sbin', '/usr/bin'])) {
-    const p = path.join(dir || '.', name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch { /* next */ }
-  }
-  return name;
-}
-export const MOSQUITTO = findTool('mosquitto', 'SB_MOSQUITTO');
-
-export const scaled = (ms) => ms * TIME_SCALE;
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves with a TCP port of 127.0.0.1 that nothing listens on now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.setTimeout(500);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-    s.once('timeout', () => { s.destroy(); resolve(false); });
-  });
-}
-
-/** Polls fn until it returns a truthy value; returns it. Throws naming what, and the last value, after timeout ms. */
-export async function waitUntil(fn, timeout, what, interval = 50) {
-  const deadline = Date.now() + scaled(timeout);
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${scaled(timeout)}ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(interval);
-  }
-}
-
-function tail(file, lines = 120) {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch (e) {
-    return `<cannot read ${file}: ${e.message}>`;
-  }
-}
-
 export function makeWorkdir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'sb-jsserver-'));
+  return makeDir('sb-jsserver-');
 }
 
-/** A process whose output goes to a log file. */
-class Proc {
-  constructor(name, logPath) {
-    this.name = name;
-    this.logPath = logPath;
-    this.child = null;
-    this.exit = null;
+/** A log with a line naming its process and file above it: these tests print several together. */
+const named = (Base) => class extends Base {
+  logs(lines = 120) {
+    return `==== ${this.name} (${this.logPath})\n${super.logs(lines)}`;
   }
-
-  spawn(cmd, args, env) {
-    const fd = fs.openSync(this.logPath, 'a');
-    fs.writeSync(fd, `---- harness: ${cmd} ${args.join(' ')}\n`);
-    this.child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: env ? { ...process.env, ...env } : process.env });
-    fs.closeSync(fd);
-    this.exit = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => resolve({ code, signal }));
-      this.child.once('error', (err) => resolve({ code: null, signal: null, error: err }));
-    });
-    return this.child;
-  }
-
-  get running() {
-    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Kills the process with signal (default SIGKILL: a crash) and waits for it. */
-  async kill(signal = 'SIGKILL') {
-    if (!this.child) return null;
-    const child = this.child;
-    this.child = null;
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    return this.exit;
-  }
-
-  /** SIGTERM, then SIGKILL after timeout ms; waits. Idempotent. */
-  async stop(timeout = 15000) {
-    if (!this.child) return null;
-    const child = this.child;
-    this.child = null;
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), scaled(timeout));
-    const r = await this.exit;
-    clearTimeout(timer);
-    return r;
-  }
-
-  logs(lines) {
-    return `==== ${this.name} (${this.logPath})\n${tail(this.logPath, lines)}`;
-  }
-}
+};
 
 /** GET url's status, or 0 when nothing answers. */
 function status(url) {
@@ -159,17 +55,10 @@ function status(url) {
 }
 
 /** mosquitto on a free loopback port; with plugin options, the bridge inside it (the plugin form). */
-export class Broker extends Proc {
+export class Broker extends named(BaseBroker) {
   constructor(workdir, name = 'mosquitto') {
-    super(name, path.join(workdir, `${name}.log`));
-    this.workdir = workdir;
-    this.confPath = path.join(workdir, `${name}.conf`);
-    this.port = null;
+    super(workdir, name);
     this.plugin = null; // { httpPort, options }
-  }
-
-  get url() {
-    return `mqtt://127.0.0.1:${this.port}`;
   }
 
   /** Loads the plugin at the next start, with plugin_opt_ lines of options (auth none unless given). */
@@ -178,41 +67,27 @@ export class Broker extends Proc {
     return this;
   }
 
-  async start() {
-    if (!this.port) this.port = await freePort();
-    let user = 'root';
-    try { user = os.userInfo().username; } catch { /* keep root */ }
-    const lines = [
-      `listener ${this.port} 127.0.0.1`,
-      'allow_anonymous true',
-      'persistence false',
-      `user ${user}`, // stay the user we are (as root mosquitto would switch to 'mosquitto')
-      'log_dest stderr',
-      'log_type all',
-      'log_timestamp true',
-      'connection_messages true',
-      'max_queued_messages 100000',
-    ];
-    let env;
+  confLines() {
+    const lines = super.confLines();
     if (this.plugin) {
       lines.push(`plugin ${PLUGIN}`, `plugin_opt_http_port ${this.plugin.httpPort}`);
       for (const [k, v] of Object.entries(this.plugin.options)) lines.push(`plugin_opt_${k} ${v}`);
-      if (PRELOAD.length) {
-        const asan = process.env.ASAN_OPTIONS;
-        const lsan = process.env.LSAN_OPTIONS;
-        env = {
-          LD_PRELOAD: PRELOAD.concat(process.env.LD_PRELOAD ? [process.env.LD_PRELOAD] : []).join(':'),
-          ASAN_OPTIONS: (asan ? asan + ':' : '') + 'intercept_tls_get_addr=0',
-          LSAN_OPTIONS: (lsan ? lsan + ':' : '') + `suppressions=${LSAN_SUPPRESSIONS}:print_suppressions=0`,
-        };
-      }
     }
-    fs.writeFileSync(this.confPath, lines.join('\n') + '\n');
-    this.spawn(MOSQUITTO, ['-c', this.confPath], env);
-    await waitUntil(async () => {
-      if (!this.running) throw new Error(`mosquitto exited at start:\n${this.logs()}`);
-      return canConnect(this.port);
-    }, 10000, `mosquitto to listen on ${this.port}`);
+    return lines;
+  }
+
+  async start() {
+    this.env = undefined;
+    if (this.plugin && PRELOAD.length) {
+      const asan = process.env.ASAN_OPTIONS;
+      const lsan = process.env.LSAN_OPTIONS;
+      this.env = {
+        LD_PRELOAD: PRELOAD.concat(process.env.LD_PRELOAD ? [process.env.LD_PRELOAD] : []).join(':'),
+        ASAN_OPTIONS: (asan ? asan + ':' : '') + 'intercept_tls_get_addr=0',
+        LSAN_OPTIONS: (lsan ? lsan + ':' : '') + `suppressions=${LSAN_SUPPRESSIONS}:print_suppressions=0`,
+      };
+    }
+    await super.start();
     if (this.plugin) {
       await waitUntil(async () => {
         if (!this.running) throw new Error(`mosquitto with the plugin exited at start:\n${this.logs()}`);
@@ -223,7 +98,7 @@ export class Broker extends Proc {
 }
 
 /** The daemon against broker, auth none, with more options (names of the SPEC). */
-export class Daemon extends Proc {
+export class Daemon extends named(Proc) {
   constructor(broker, workdir, name, options = {}) {
     super(name, path.join(workdir, `${name}.log`));
     this.broker = broker;
