@@ -4,22 +4,8 @@
 #   cmake -DLIST=<list_options> -DFILES="a.md|b.md" -DPATTERN="`@NAME@`"
 #         -P check_options.cmake
 cmake_policy(VERSION 3.18)
-execute_process(COMMAND "${LIST}" OUTPUT_VARIABLE table RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0 OR table STREQUAL "")
-  message(FATAL_ERROR "${LIST} failed (${rc})")
-endif()
-string(REPLACE "|" ";" files "${FILES}")
-set(text "")
-foreach(f IN LISTS files)
-  if(NOT EXISTS "${f}")
-    message(FATAL_ERROR "no file ${f}")
-  endif()
-  file(READ "${f}" content)
-  string(APPEND text "${content}\n")
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/option_table.cmake)
 
-string(REGEX REPLACE "\n$" "" table "${table}")
-string(REPLACE "\n" ";" rows "${table}")
 set(missing "")
 set(count 0)
 foreach(row IN LISTS rows)
