@@ -21,6 +21,7 @@ import subprocess
 import time
 import uuid
 
+from faultkit import connect_packet, publish_packet
 from harness import (Broker, free_port, listening, publish_lines, read_text, scaled,
                      stop_process, wait_until)
 
@@ -340,24 +341,6 @@ class SeqPublisher:
         self.sock = None
         self.pid = 0
 
-    @staticmethod
-    def _varint(n):
-        out = bytearray()
-        while True:
-            b = n % 128
-            n //= 128
-            out.append(b | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
-    @staticmethod
-    def _str(s):
-        b = s.encode("utf-8") if isinstance(s, str) else s
-        return len(b).to_bytes(2, "big") + b
-
-    def _packet(self, first, body):
-        return bytes([first]) + self._varint(len(body)) + body
-
     def _read_packet(self, deadline):
         def read(n):
             buf = b""
@@ -386,9 +369,7 @@ class SeqPublisher:
         if self.sock:
             self.sock.close()
         self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.ack_timeout)
-        body = self._str("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + \
-            self._str(self.client_id)
-        self.sock.sendall(self._packet(0x10, body))
+        self.sock.sendall(connect_packet(self.client_id, clean_session=True))
         first, rest = self._read_packet(time.monotonic() + self.ack_timeout)
         if first != 0x20 or len(rest) != 2 or rest[1] != 0:
             raise ConnectionError("CONNACK %#x %r" % (first, rest))
@@ -415,14 +396,13 @@ class SeqPublisher:
             next_at = time.monotonic() + self.interval
             self.pid = self.pid % 65535 + 1
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
-            dup = 0
+            dup = False
             self.sent.append(time.monotonic())
             while True:
                 if time.monotonic() > deadline_total:
                     raise AssertionError("message %d not acknowledged in time" % k)
                 try:
-                    body = self._str(topic) + self.pid.to_bytes(2, "big") + data
-                    self.sock.sendall(self._packet(0x32 | dup, body))
+                    self.sock.sendall(publish_packet(topic, data, self.pid, qos=1, dup=dup))
                     ack_deadline = time.monotonic() + self.ack_timeout
                     while True:
                         first, rest = self._read_packet(ack_deadline)
@@ -432,7 +412,7 @@ class SeqPublisher:
                 except (OSError, TimeoutError, ConnectionError):
                     # again, on a new connection, until it is acknowledged
                     self.resends += 1
-                    dup = 0x08
+                    dup = True
                     while True:
                         try:
                             self.reconnects += 1
