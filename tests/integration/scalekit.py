@@ -12,13 +12,17 @@ instance, more than one broker, and brokers other than mosquitto.
                   joined into one cluster with rabbitmqctl (stop_app,
                   join_cluster, start_app); kill() ends a node's Erlang VM
                   with SIGKILL by its pid
+  rabbit_for_class  a RabbitNode or RabbitCluster that the tests of a class
+                  share: skipped without RabbitMQ, removed after the class
 """
 
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+import unittest
 import uuid
 
 from faultkit import connect_packet, publish_packet
@@ -312,6 +316,32 @@ class RabbitCluster:
     def logs(self, limit=None):
         return "\n".join("---- %s (%s) ----\n%s" % (os.path.basename(n.dir), n.node,
                                                      n.logs(limit)) for n in self.nodes)
+
+
+def rabbit_for_class(cls, make, prefix, timeout):
+    """For setUpClass of a test class whose tests share one RabbitMQ: skips
+    the class (unittest.SkipTest) unless rabbitmq-server is installed; else
+    make(workdir) (a RabbitNode or a RabbitCluster) in a new temporary
+    directory named prefix..., started within scaled(timeout), is returned.
+    It is stopped and its directory removed when the class is done (a class
+    cleanup), or at once if its start fails or is interrupted."""
+    if not RabbitNode.available():
+        raise unittest.SkipTest("rabbitmq-server is not installed (%s missing; "
+                                "scripts/deps.sh --test installs it)" % RabbitNode.SERVER)
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    rabbit = make(workdir)
+
+    def remove():
+        rabbit.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    try:
+        rabbit.start(timeout=timeout)
+    except BaseException:
+        remove()
+        raise
+    cls.addClassCleanup(remove)
+    return rabbit
 
 
 class SeqPublisher:

@@ -27,14 +27,13 @@ gets there has no subscriber to go to. A cluster that keeps the session
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import unittest
 
 from harness import (FORM, Broker, DaemonBridge, assert_quiet, compact, free_port, only_forms,
                      scaled, wait_until)
-from scalekit import RabbitCluster, RabbitNode, SeqPublisher
+from scalekit import RabbitCluster, SeqPublisher, rabbit_for_class
 from test_fault_scale import ScaleTestCase
 
 RECEIVED = "mqtt_sse_bridge_events_received_total"
@@ -161,27 +160,10 @@ class RabbitMQCluster(ScaleTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if not RabbitNode.available():
-            raise unittest.SkipTest("rabbitmq-server is not installed (%s missing; "
-                                    "scripts/deps.sh --test installs it)" % RabbitNode.SERVER)
-        cls.cluster_dir = tempfile.mkdtemp(prefix="sb-it-rabbit-cluster-")
-        cls.cluster = RabbitCluster(cls.cluster_dir, 3,
-                                    conf=["mqtt.durable_queue_type = quorum"])
-        try:
-            took = cls.cluster.start(timeout=90)
-            print("\n[fault_cluster] three RabbitMQ nodes up and joined in %.1f s" % took)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        import shutil
-        if cls.cluster is not None:
-            cls.cluster.stop()
-            cls.cluster = None
-            shutil.rmtree(cls.cluster_dir, ignore_errors=True)
-        super().tearDownClass()
+        cls.cluster = rabbit_for_class(
+            cls, lambda workdir: RabbitCluster(workdir, 3, conf=["mqtt.durable_queue_type = quorum"]),
+            "sb-it-rabbit-cluster-", timeout=90)
+        print("\n[fault_cluster] three RabbitMQ nodes up and joined in %.1f s" % cls.cluster.boot_seconds)
 
     def setUp(self):
         super().setUp()

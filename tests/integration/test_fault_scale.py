@@ -32,7 +32,7 @@ import unittest
 
 from harness import (FORM, BridgeTestCase, DaemonBridge, PluginBridge, assert_quiet, compact,
                      only_forms, scaled, wait_until)
-from scalekit import BridgedBroker, RabbitNode
+from scalekit import BridgedBroker, RabbitNode, rabbit_for_class
 
 SUBS = "mqtt_sse_bridge_mqtt_subscriptions"
 RECEIVED = "mqtt_sse_bridge_events_received_total"
@@ -290,26 +290,7 @@ class RabbitMQ(ScaleTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if not RabbitNode.available():
-            raise unittest.SkipTest("rabbitmq-server is not installed (%s missing; "
-                                    "scripts/deps.sh --test installs it)" % RabbitNode.SERVER)
-        import tempfile
-        cls.node_dir = tempfile.mkdtemp(prefix="sb-it-rabbit-")
-        cls.node = RabbitNode(cls.node_dir)
-        try:
-            cls.node.start(timeout=60)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        import shutil
-        if cls.node is not None:
-            cls.node.stop()
-            cls.node = None
-            shutil.rmtree(cls.node_dir, ignore_errors=True)
-        super().tearDownClass()
+        cls.node = rabbit_for_class(cls, RabbitNode, "sb-it-rabbit-", timeout=60)
 
     def setUp(self):
         super().setUp()
