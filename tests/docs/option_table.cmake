@@ -4,6 +4,7 @@
 #   rows   the table, one list item a line: name, forms, reload class and
 #          default, separated by tabs
 #   files  FILES as a CMake list
+#   shown  FILES joined by ", ", for messages
 #   text   the files' contents one after the other, each ending in a newline,
 #          after a newline (so that "\n<start of a line>" finds the first line)
 # Stops with an error if list_options fails or prints nothing, or a file is
@@ -13,6 +14,7 @@ if(NOT rc EQUAL 0 OR table STREQUAL "")
   message(FATAL_ERROR "${LIST} failed (${rc})")
 endif()
 string(REPLACE "|" ";" files "${FILES}")
+string(REPLACE ";" ", " shown "${files}")
 set(text "\n")
 foreach(f IN LISTS files)
   if(NOT EXISTS "${f}")
