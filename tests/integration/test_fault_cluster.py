@@ -31,19 +31,12 @@ import threading
 import time
 import unittest
 
-from harness import (FORM, Broker, DaemonBridge, assert_quiet, compact, free_port, only_forms,
-                     scaled, wait_until)
+from harness import (FORM, Broker, DaemonBridge, assert_quiet, free_port, only_forms, scaled,
+                     wait_until)
 from scalekit import RabbitCluster, SeqPublisher, rabbit_for_class
-from test_fault_scale import ScaleTestCase
+from test_fault_scale import ScaleTestCase, ev
 
-RECEIVED = "mqtt_sse_bridge_events_received_total"
 DUPLICATE = "mqtt_sse_bridge_events_duplicate_total"
-
-
-def ev(m, **fields):
-    e = {"type": "updated", "payload": {"m": m}}
-    e.update(fields)
-    return compact(e)
 
 
 def broker_in_use(bridge):
