@@ -44,6 +44,7 @@ struct sb_mqtt {
   int loop_fd;
   unsigned loop_events;
   int write_due;     /* something was queued for the broker */
+  int read_more;     /* the last batch stopped at READ_BATCH */
   long long next_misc;
   /* publishes at QoS 1 or 2 the broker has not acknowledged yet; libmosquitto
    * also calls on_publish for a QoS 0 publish once written, which counts
@@ -395,6 +396,7 @@ static void wake(struct sb_mqtt *m)
 
 /* Reads what the broker sent, up to READ_BATCH packets; stops early at a
  * read that delivered no message (the socket may be drained: poll says).
+ * m->read_more says whether it stopped at READ_BATCH instead.
  * libmosquitto, in threaded mode, queues the PUBACK of each message after
  * on_message has journaled it; they are all written after the batch.
  * Returns a libmosquitto code. The socket's owner. */
@@ -402,11 +404,14 @@ static int read_batch(struct sb_mqtt *m)
 {
   int rc = MOSQ_ERR_SUCCESS;
 
+  m->read_more = 1;
   for (int i = 0; i < READ_BATCH; i++) {
     m->messages = 0;
     rc = mosquitto_loop_read(m->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS || m->messages == 0)
+    if (rc != MOSQ_ERR_SUCCESS || m->messages == 0) {
+      m->read_more = 0;
       break;
+    }
   }
   return rc;
 }
@@ -509,9 +514,11 @@ static void on_ready(void *ctx, unsigned events)
     give_back(m, rc);
 }
 
-/* Loop thread, each turn: writes what was queued (PUBACKs, publishes,
- * subscriptions) and, every MISC_MS, lets libmosquitto keep the connection
- * alive. */
+/* Loop thread, each turn: reads on where a batch stopped at its cap, writes
+ * what was queued (PUBACKs, publishes, subscriptions) and, every MISC_MS,
+ * lets libmosquitto keep the connection alive and reads once whatever the
+ * socket said: with TLS, messages already taken from the socket may wait
+ * decrypted in OpenSSL's buffer, where epoll does not see them. */
 static long long on_tick(void *ctx, long long now)
 {
   struct sb_mqtt *m = ctx;
@@ -519,10 +526,13 @@ static long long on_tick(void *ctx, long long now)
 
   if (atomic_load(&m->owner) != OWNER_LOOP)
     return -1;
-  if (now >= m->next_misc) {
+  if (m->read_more || now >= m->next_misc) {
+    rc = read_batch(m);
+    m->write_due = 1;
+  }
+  if (rc == MOSQ_ERR_SUCCESS && now >= m->next_misc) {
     m->next_misc = now + MISC_MS;
     rc = mosquitto_loop_misc(m->mosq);
-    m->write_due = 1;
   }
   if (rc == MOSQ_ERR_SUCCESS && m->write_due)
     rc = flush(m);
@@ -530,7 +540,7 @@ static long long on_tick(void *ctx, long long now)
     give_back(m, rc);
     return -1;
   }
-  return m->next_misc - now;
+  return m->read_more ? 0 : m->next_misc - now;
 }
 
 /* Loop thread: the server's loop ends with the socket in hand; the client
