@@ -378,6 +378,67 @@ static void compact_event(struct text *t, const char *p, const char *end, const 
   put_char(t, '}');
 }
 
+char *sb_event_compact_object(const char *json, size_t len, const char *const *drop,
+                              const char *extra, size_t *out_len)
+{
+  const char *p = json, *end = json + len;
+  size_t extra_len = extra ? strlen(extra) : 0;
+  struct text t = {NULL, 0, len + extra_len + 3, 0};
+  int first = 1;
+
+  if (!(t.p = malloc(t.cap + 1)))
+    return NULL;
+  /* Nothing it copies grows (escapes only shrink or stay), and a comma is
+   * written only where the text had one: the bound holds. */
+  p = skip_ws(p, end);
+  if (p < end)
+    p++; /* the '{' */
+  put_char(&t, '{');
+  for (;;) {
+    size_t mark = t.len, key_at;
+    int dropped = 0;
+
+    p = skip_ws(p, end);
+    if (p >= end || *p == '}')
+      break;
+    if (*p == ',') {
+      p++;
+      continue;
+    }
+    if (!first)
+      put_char(&t, ',');
+    key_at = t.len;
+    p = copy_string(&t, p, end);
+    for (const char *const *d = drop; d && *d && !t.over; d++) {
+      size_t n = strlen(*d);
+      if (t.len - key_at == n + 2 && memcmp(t.p + key_at + 1, *d, n) == 0)
+        dropped = 1;
+    }
+    p = skip_ws(p, end);
+    if (p < end)
+      p++; /* the ':' */
+    put_char(&t, ':');
+    p = copy_value(&t, p, end);
+    if (dropped)
+      t.len = mark; /* taken back, comma and all */
+    else
+      first = 0;
+  }
+  if (extra_len) {
+    if (!first)
+      put_char(&t, ',');
+    put(&t, extra, extra_len);
+  }
+  put_char(&t, '}');
+  if (t.over) { /* the bound holds by construction: a bug if not */
+    free(t.p);
+    return NULL;
+  }
+  t.p[t.len] = '\0';
+  *out_len = t.len;
+  return t.p;
+}
+
 size_t sb_event_json_bound(size_t payload_len, size_t channel_len)
 {
   /* ,"channel":"<channel, each byte escaped to at most 6>" and

@@ -84,6 +84,16 @@ int sb_event_parse(const struct sb_event_rules *rules, const char *topic, size_t
  * it. Pure. */
 size_t sb_event_json_bound(size_t payload_len, size_t channel_len);
 
+/* Writes the JSON object json (len bytes, which jansson accepted as an
+ * object) compact, as an event's text is written: no whitespace between
+ * tokens, strings as jansson writes them, numbers, true, false and null
+ * exactly as written. Its members keep their order, but those whose key is
+ * in drop (a NULL-terminated list) are left out, and extra (members' text,
+ * "\"key\":value", or NULL) comes last. Returns a heap string of *out_len
+ * bytes (at most len + strlen(extra) + 3), or NULL when out of memory. Pure. */
+char *sb_event_compact_object(const char *json, size_t len, const char *const *drop,
+                              const char *extra, size_t *out_len);
+
 /* Frees the strings of ev and zeroes it. NULL-safe. */
 void sb_event_clear(struct sb_event *ev);
 

@@ -47,7 +47,9 @@ int sb_publish_body(const struct sb_event_rules *rules, const char *user, const 
   json_t *root = NULL, *v;
   struct sb_event ev;
   struct sb_event_error evwhy;
+  static const char *const dropped[] = {"deviceId", "userId", NULL};
   const char *device, *channel;
+  char source[160]; /* "sourceDeviceId":"<deviceId, at most 128 characters>" */
   int rc;
 
   memset(out, 0, sizeof(*out));
@@ -55,7 +57,10 @@ int sb_publish_body(const struct sb_event_rules *rules, const char *user, const 
   why->text[0] = '\0';
   if ((rc = sb_publish_check_size(rules, len, why)))
     return rc;
-  if (!body || !(root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr)) ||
+  /* numbers as reals: the message keeps them as written (below), so only
+   * their syntax matters here, as for a message from MQTT */
+  if (!body ||
+      !(root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr)) ||
       !json_is_object(root)) {
     rc = refuse(why, SB_PUBLISH_BAD_REQUEST, "body is not a JSON object");
     goto error;
@@ -82,15 +87,15 @@ int sb_publish_body(const struct sb_event_rules *rules, const char *user, const 
     goto error;
   }
 
+  /* The body's own text made compact, numbers as written (jansson would
+   * print 0.1 as 0.10000000000000001), without deviceId and userId, and
+   * sourceDeviceId last: deviceId is of a character set that needs no
+   * escaping. */
   rc = SB_ENOMEM;
+  snprintf(source, sizeof(source), "\"sourceDeviceId\":\"%s\"", device);
   if (!(out->topic = make_topic(rules->topic_prefix, user, channel)) ||
-      json_object_set(root, "sourceDeviceId", json_object_get(root, "deviceId")) ||
-      json_object_del(root, "deviceId"))
+      !(out->payload = sb_event_compact_object(body, len, dropped, source, &out->payload_len)))
     goto error;
-  json_object_del(root, "userId"); /* absent is fine */
-  if (!(out->payload = json_dumps(root, JSON_COMPACT)))
-    goto error;
-  out->payload_len = strlen(out->payload);
 
   /* The same checks as a message from MQTT. */
   rc = sb_event_parse(rules, out->topic, strlen(out->topic), out->payload, out->payload_len, &ev,

@@ -15,12 +15,16 @@
  *   bad_request, then deviceId (1 to 128 of A-Z a-z 0-9 . _ : -) and
  *   channel (one topic level) are bad_request, a userId other than the
  *   user's string is forbidden, a sourceDeviceId is bad_request;
- * - past those, the outcome is sb_event_parse()'s on the reference's topic
- *   and payload: accepted exactly when it accepts, too_large exactly when it
- *   drops too_large;
+ * - past those, the payload is the body made compact by
+ *   sb_event_compact_object() (deviceId and userId left out, sourceDeviceId
+ *   last), which means the same JSON as jansson's own rewrite of the body
+ *   (numbers compared as reals) and is no longer than the body and the added
+ *   member; the outcome is sb_event_parse()'s on the reference's topic and
+ *   that payload: accepted exactly when it accepts, too_large exactly when
+ *   it drops too_large;
  * - an accepted message's topic is <prefix>/<user>/<channel>; its payload is
- *   one line of compact JSON, an object holding every field of the body but
- *   deviceId and userId, unchanged and in order, then sourceDeviceId, the
+ *   that compact text: one line, an object holding every field of the body
+ *   but deviceId and userId, unchanged and in order, then sourceDeviceId, the
  *   body's deviceId; payload_len is its length;
  * - sb_publish_check_size agrees with the size rule. */
 #include <jansson.h>
@@ -31,6 +35,8 @@
 #include "publish.h"
 
 #define PREFIX "sync"
+/* numbers as reals, as the bridge reads them: only their syntax matters */
+#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL)
 /* 2025-11-25T10:52:32.123Z */
 static const struct timespec NOW = {1764067952, 123456789};
 
@@ -122,7 +128,7 @@ static void check_accepted(const struct sb_publish *out, json_t *root, const cha
   FUZZ_CHECK(!strchr(out->payload, '\n'), "payload is not one line: %s", out->payload);
   FUZZ_CHECK(out->payload_len <= rules->max_event_bytes, "payload of %zu bytes over %zu",
              out->payload_len, rules->max_event_bytes);
-  msg = json_loadb(out->payload, out->payload_len, JSON_REJECT_DUPLICATES, &jerr);
+  msg = json_loadb(out->payload, out->payload_len, LOAD_FLAGS, &jerr);
   FUZZ_CHECK(msg && json_is_object(msg), "payload does not parse back: %s", jerr.text);
   FUZZ_CHECK(!json_object_get(msg, "deviceId"), "deviceId left in %s", out->payload);
   FUZZ_CHECK(!json_object_get(msg, "userId"), "userId left in %s", out->payload);
@@ -166,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   json_t *root;
   int rc, sz;
 
-  root = json_loadb(body, size, JSON_REJECT_DUPLICATES, &jerr);
+  root = json_loadb(body, size, LOAD_FLAGS, &jerr);
   want = reference(root, size, rules.max_event_bytes, user);
   rc = sb_publish_body(&rules, user, body, size, &out, &why);
   FUZZ_CHECK(rc == 0 || rc == SB_EINVAL, "rc %d", rc);
@@ -191,9 +197,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                why.text, want);
   } else {
     /* past the reference's checks, the event's decide */
-    char topic[600];
-    json_t *copy = json_deep_copy(root);
-    char *payload;
+    static const char *const dropped[] = {"deviceId", "userId", NULL};
+    char topic[600], source[160];
+    json_t *copy = json_deep_copy(root), *a, *b;
+    char *payload, *compact;
+    size_t compact_len = 0;
     int erc;
 
     snprintf(topic, sizeof(topic), "%s/%s/%s", PREFIX, user,
@@ -203,18 +211,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object_del(copy, "userId");
     payload = json_dumps(copy, JSON_COMPACT);
     FUZZ_CHECK(payload, "reference payload");
-    erc = sb_event_parse(&rules, topic, strlen(topic), payload, strlen(payload), &ev, &evwhy);
+    snprintf(source, sizeof(source), "\"sourceDeviceId\":\"%s\"",
+             json_string_value(json_object_get(root, "deviceId")));
+    compact = sb_event_compact_object(body, size, dropped, source, &compact_len);
+    FUZZ_CHECK(compact && compact_len == strlen(compact) &&
+                   compact_len <= size + strlen(source) + 3,
+               "compact text of %zu bytes for a body of %zu", compact_len, size);
+    a = json_loadb(compact, compact_len, LOAD_FLAGS, &jerr);
+    b = json_loads(payload, LOAD_FLAGS, &jerr);
+    FUZZ_CHECK(a && b && json_equal(a, b), "compact %s means other than jansson's %s", compact,
+               payload);
+    json_decref(a);
+    json_decref(b);
+    erc = sb_event_parse(&rules, topic, strlen(topic), compact, compact_len, &ev, &evwhy);
     FUZZ_CHECK((erc == 0) == (rc == 0), "event check %d (%s), publish %d (%s)", erc, evwhy.text, rc,
                why.text);
     if (erc == SB_EINVAL)
       FUZZ_CHECK((evwhy.reason == SB_DROP_TOO_LARGE) == (why.reason == SB_PUBLISH_TOO_LARGE),
                  "event drop %s, publish class %d", sb_drop_label(evwhy.reason), why.reason);
     if (rc == 0) {
-      FUZZ_CHECK(strcmp(out.payload, payload) == 0, "payload %s, reference %s", out.payload,
-                 payload);
+      FUZZ_CHECK(strcmp(out.payload, compact) == 0, "payload %s, reference %s", out.payload,
+                 compact);
       check_accepted(&out, root, user, &rules);
     }
     sb_event_clear(&ev);
+    free(compact);
     free(payload);
     json_decref(copy);
   }

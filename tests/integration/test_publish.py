@@ -54,6 +54,17 @@ class Publish(BridgeTestCase):
         self.assertNotIn("deviceId", ev.json)
         assert_quiet([a1, b1])
 
+    def test_numbers_reach_the_stream_as_written(self):
+        a1, a2 = self.stream("a1", self.ta), self.stream("a2", self.ta)
+        raw = (b'{"channel":"timer","type":"t","deviceId":"a1","payload":'
+               b'{"x":0.1,"big":123456789012345678901234567890,"e":1E+2}}')
+        r = self.post(None, self.ta, raw=raw)
+        self.assertEqual(r.status, 202, r.body)
+        ev = a2.wait_events(1)[0]
+        self.assertIn('"payload":{"x":0.1,"big":123456789012345678901234567890,"e":1E+2}',
+                      ev.data)
+        assert_quiet([a1])
+
     def test_targeted(self):
         a1, a2, a3 = (self.stream(d, self.ta) for d in ("a1", "a2", "a3"))
         r = self.post({"channel": "timer", "type": "moved", "payload": {"m": "mv"},

@@ -907,6 +907,41 @@ static void test_data_cases(void **state)
   run_data_cases(SB_TEST_DATA "/events", "event", 15, run_case);
 }
 
+/* sb_event_compact_object: the members as written, some left out, one added. */
+static void expect_compact(const char *json, const char *extra, const char *want)
+{
+  static const char *const drop[] = {"deviceId", "userId", NULL};
+  size_t n = 0;
+  char *got = sb_event_compact_object(json, strlen(json), drop, extra, &n);
+
+  assert_non_null(got);
+  assert_string_equal(got, want);
+  assert_int_equal(n, strlen(want));
+  assert_true(n <= strlen(json) + (extra ? strlen(extra) : 0) + 3);
+  free(got);
+}
+
+static void test_compact_object(void **state)
+{
+  (void)state;
+  /* numbers, true, false and null exactly as written; whitespace gone */
+  expect_compact(" { \"a\" : 0.1 , \"b\" : [ 1E+2 , -0.0 , true , null ] } ", NULL,
+                 "{\"a\":0.1,\"b\":[1E+2,-0.0,true,null]}");
+  expect_compact("{\"n\":123456789012345678901234567890}", NULL,
+                 "{\"n\":123456789012345678901234567890}");
+  /* dropped first, in the middle and last, with their commas */
+  expect_compact("{\"deviceId\":\"d\",\"a\":1,\"userId\":\"u\",\"b\":2,\"deviceId2\":3}", NULL,
+                 "{\"a\":1,\"b\":2,\"deviceId2\":3}");
+  expect_compact("{\"a\":{\"deviceId\":1},\"userId\":[1,2]}", NULL, "{\"a\":{\"deviceId\":1}}");
+  /* a key is compared as jansson reads it: escapes decoded */
+  expect_compact("{\"device\\u0049d\":\"d\",\"a\":\"\\u00e9\\/\"}", NULL, "{\"a\":\"\xc3\xa9/\"}");
+  /* the added member comes last, after a comma only if something precedes */
+  expect_compact("{\"a\":1}", "\"s\":\"d\"", "{\"a\":1,\"s\":\"d\"}");
+  expect_compact("{\"deviceId\":\"d\"}", "\"s\":\"d\"", "{\"s\":\"d\"}");
+  expect_compact("{}", NULL, "{}");
+  expect_compact("{ }", "\"s\":1", "{\"s\":1}");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -944,6 +979,7 @@ int main(void)
     cmocka_unit_test(test_timestamp_offset_cut_after_colon),
     cmocka_unit_test(test_event_clear),
     cmocka_unit_test(test_no_inflation),
+    cmocka_unit_test(test_compact_object),
     cmocka_unit_test(test_data_cases),
   };
   return cmocka_run_group_tests_name("event", tests, NULL, NULL);
