@@ -494,8 +494,8 @@ static int flush(struct sb_mqtt *m)
   return rc;
 }
 
-/* Loop thread: the socket is ready. A batch is read (its events reach the
- * hub as this returns); the PUBACKs it queued are written on the loop's next
+/* Loop thread: the socket is ready. A batch is read (each event goes to the
+ * hub as it is read); the PUBACKs it queued are written on the loop's next
  * turn (tick), after the events went out to their streams. */
 static void on_ready(void *ctx, unsigned events)
 {

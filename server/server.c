@@ -98,6 +98,7 @@ struct sb_server {
   atomic_int source_state;  /* enum source_state; changed under the lock */
   int source_fd;
   atomic_int source_kicked;
+  atomic_int in_source;     /* the loop is in the source's ready(): ingest takes at once */
 
   atomic_llong refusal_logged;       /* monotonic ms of the last refusal line; 0: none */
   atomic_ullong refusals_unlogged;   /* events refused for memory since that line */
@@ -463,6 +464,8 @@ static void refuse_for_memory(struct sb_server *b, const char *topic, size_t len
          atomic_load(&m->memory[SB_MEM_QUEUES]), atomic_load(&m->memory[SB_MEM_PENDING]));
 }
 
+static void take(struct sb_server *b);
+
 void sb_server_ingest(struct sb_server *b, const char *topic, const void *payload, size_t len)
 {
   struct sb_event_rules rules = {b->cfg.topic_prefix, (size_t)b->cfg.max_event_bytes, {0, 0}};
@@ -533,6 +536,13 @@ void sb_server_ingest(struct sb_server *b, const char *topic, const void *payloa
            jrc == SB_EIO ? strerror(errno) : sb_strerror(jrc));
   }
   sb_event_clear(&ev);
+  /* On the loop thread (the daemon's socket on the loop): the event goes to
+   * the hub now, where the budget evicts for it, rather than after the whole
+   * batch, which could otherwise fill the intake's share of max_memory. */
+  if (atomic_load(&b->in_source)) {
+    take(b);
+    return;
+  }
   if (!was_empty)
     return;
   if (atomic_load(&b->held))
@@ -648,19 +658,17 @@ static void drain(struct sb_server *b)
     b->source.ready(b->source.ctx, 0);
 }
 
-/* Loop thread: the source's descriptor is ready. What it ingests waits for
- * the end of the call and is then taken at once (ingest sees the hold and
- * writes no wake-up). */
+/* Loop thread: the source's descriptor is ready. What it ingests goes to the
+ * hub at once, one event at a time (ingest sees in_source): no wake-up, and
+ * the budget evicts for each event before the next is read. */
 static void run_source(struct sb_server *b, uint32_t events)
 {
   unsigned ev = ((events & EPOLLIN) ? SB_SOURCE_IN : 0) | ((events & EPOLLOUT) ? SB_SOURCE_OUT : 0) |
                 ((events & (EPOLLERR | EPOLLHUP)) ? SB_SOURCE_ERR : 0);
 
-  atomic_store(&b->held, 1);
+  atomic_store(&b->in_source, 1);
   b->source.ready(b->source.ctx, ev);
-  atomic_store(&b->held, 0);
-  if (atomic_exchange(&b->owed, 0))
-    take(b);
+  atomic_store(&b->in_source, 0);
 }
 
 /* Loop thread, as the loop ends: the source's descriptor is handed back. */
@@ -709,7 +717,10 @@ static void *loop(void *arg)
     /* Asked again, as that run may have registered streams. */
     t = sb_hub_tick(b->hub, now);
     if (b->source_state == SOURCE_WATCHED && b->source.tick) {
+      /* it may read (see run_source) */
+      atomic_store(&b->in_source, 1);
       h = b->source.tick(b->source.ctx, now);
+      atomic_store(&b->in_source, 0);
       if (h >= 0 && (t < 0 || h < t))
         t = h;
     }

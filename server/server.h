@@ -117,10 +117,12 @@ void sb_server_ingest_release(struct sb_server *b);
 struct sb_server_source {
   /* The descriptor is ready: events is a mix of SB_SOURCE_IN, SB_SOURCE_OUT
    * and SB_SOURCE_ERR (0: sb_server_source_kick() asked). What it ingests
-   * meanwhile reaches the hub as it returns, with no wake-up of its own. */
+   * meanwhile goes to the hub at once, with no wake-up of its own; the
+   * streams are written on the loop's turn. */
   void (*ready)(void *ctx, unsigned events);
-  /* Each turn of the loop: does what is due at now_ms (monotonic) and
-   * returns how many ms until it next needs a turn (-1: no need). */
+  /* Each turn of the loop: does what is due at now_ms (monotonic; it may
+   * read and ingest, as ready() does) and returns how many ms until it next
+   * needs a turn (-1: no need). */
   long long (*tick)(void *ctx, long long now_ms);
   /* The loop ends (sb_server_stop) while the descriptor is watched: it is
    * no longer, and the MQTT side drives it by itself from now on. */
