@@ -645,19 +645,6 @@ static void take(struct sb_server *b)
     announce(b);
 }
 
-/* Loop thread: the loop was woken (an event queued by another thread, a
- * reload, a kick of the source). */
-static void drain(struct sb_server *b)
-{
-  uint64_t n;
-
-  if (read(b->evfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-    return;
-  take(b);
-  if (atomic_exchange(&b->source_kicked, 0) && b->source_state == SOURCE_WATCHED)
-    b->source.ready(b->source.ctx, 0);
-}
-
 /* Loop thread: the source's descriptor is ready. What it ingests goes to the
  * hub at once, one event at a time (ingest sees in_source): no wake-up, and
  * the budget evicts for each event before the next is read. */
@@ -669,6 +656,19 @@ static void run_source(struct sb_server *b, uint32_t events)
   atomic_store(&b->in_source, 1);
   b->source.ready(b->source.ctx, ev);
   atomic_store(&b->in_source, 0);
+}
+
+/* Loop thread: the loop was woken (an event queued by another thread, a
+ * reload, a kick of the source). */
+static void drain(struct sb_server *b)
+{
+  uint64_t n;
+
+  if (read(b->evfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+    return;
+  take(b);
+  if (atomic_exchange(&b->source_kicked, 0) && b->source_state == SOURCE_WATCHED)
+    run_source(b, 0);
 }
 
 /* Loop thread, as the loop ends: the source's descriptor is handed back. */

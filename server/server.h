@@ -2,10 +2,12 @@
  *
  * An sb_server owns one loop thread that serves HTTP (libmicrohttpd, driven
  * by the loop's epoll) and owns the hub. MQTT messages reach it through
- * sb_server_ingest(), which any thread may call (the daemon's libmosquitto
- * thread, the broker's thread in the plugin): it validates and frames the
- * event on the caller's thread and hands the frame to the loop through a
- * queue and an eventfd. No function here calls libmosquitto or the broker.
+ * sb_server_ingest(), which any thread may call (the broker's thread in the
+ * plugin, the daemon's MQTT thread while it drives its own socket): it
+ * validates and frames the event on the caller's thread and hands the frame
+ * to the loop through a queue and an eventfd. The daemon hands its connected
+ * socket to the loop (sb_server_source_watch), which then ingests on its own
+ * thread. No function here calls libmosquitto or the broker.
  *
  * Life: sb_server_new() -> sb_server_start() -> ... -> sb_server_stop() ->
  * sb_server_free(). */

@@ -144,6 +144,15 @@ class BridgeHttp:
     def healthz(self):
         return self.request("GET", "/healthz")
 
+    def answers(self, wait_healthy):
+        """Whether /healthz answers: 200, or also 503 (the broker not there
+        yet) unless wait_healthy."""
+        try:
+            r = self.request("GET", "/healthz", timeout=2)
+        except OSError:
+            return False
+        return r.status == 200 or (not wait_healthy and r.status == 503)
+
     def metrics(self):
         r = self.request("GET", "/metrics")
         if r.status != 200:
@@ -208,11 +217,7 @@ class DaemonBridge(BridgeHttp):
                     return False
                 raise AssertionError("mqtt-sse-bridge exited with %s at start:\n%s" %
                                      (self.proc.returncode, self.logs()))
-            try:
-                r = self.request("GET", "/healthz", timeout=2)
-            except OSError:
-                return False
-            return r.status == 200 or (not wait_healthy and r.status == 503)
+            return self.answers(wait_healthy)
         wait_until(ready, timeout, interval=0.05, what="the bridge's /healthz")
         return self
 
@@ -376,11 +381,7 @@ class PluginBridge(BridgeHttp):
                 raise AssertionError("mosquitto with the plugin exited with %s:\n%s" %
                                      (self.broker.proc and self.broker.proc.returncode,
                                       self.logs()))
-            try:
-                r = self.request("GET", "/healthz", timeout=2)
-            except OSError:
-                return False
-            return r.status == 200 or (not wait_healthy and r.status == 503)
+            return self.answers(wait_healthy)
         wait_until(ready, timeout, interval=0.05, what="the plugin's /healthz")
         return self
 
